@@ -1,0 +1,1 @@
+"""Prompt sets written by the project's authors (calibration, demo)."""
