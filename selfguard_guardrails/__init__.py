@@ -1,0 +1,43 @@
+"""selfguard-guardrails: Self-Guard (safety prompting + safety activation steering) for local HF models.
+
+Heavy pieces (torch, transformers) load on first use of the names below, so that
+`import selfguard_guardrails` stays cheap and LangChain/LlamaIndex are never imported here.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "SelfGuard": "engine",
+    "GenerationResult": "results",
+    "StreamPiece": "results",
+    "Usage": "results",
+    "SteeringApplied": "results",
+    "Timings": "results",
+    "Mode": "config",
+    "SteeringSetting": "config",
+    "SafetyPrompt": "prompting",
+    "SteeringVector": "steering",
+    "steer": "steering",
+    "extract_steering_vector": "extraction",
+    "load_model": "model",
+    "LoadedModel": "model",
+    "Channel": "reasoning",
+    "ReasoningSplit": "reasoning",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    from . import errors
+
+    if hasattr(errors, name):
+        return getattr(errors, name)
+    raise AttributeError(f"module 'selfguard_guardrails' has no attribute {name!r}")

@@ -1,0 +1,66 @@
+"""Settings shared by the engine, the CLI and the adapters, with their provisional defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .errors import InvalidSettingError
+from .steering import SCOPES, Scope, check_strength
+
+
+class Mode(str, Enum):
+    """Which half of Self-Guard to apply: neither, the prompt, the vector, or both."""
+
+    PLAIN = "plain"
+    PROMPT = "prompt"
+    STEER = "steer"
+    SELF_GUARD = "self-guard"
+
+    @property
+    def uses_prompt(self) -> bool:
+        return self in (Mode.PROMPT, Mode.SELF_GUARD)
+
+    @property
+    def uses_steering(self) -> bool:
+        return self in (Mode.STEER, Mode.SELF_GUARD)
+
+    @classmethod
+    def parse(cls, value: str | Mode) -> Mode:
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(m.value for m in cls)
+            raise InvalidSettingError(f"Unknown mode {value!r}: use one of {names}.") from None
+
+
+@dataclass(frozen=True)
+class SteeringSetting:
+    """Where and how strongly to steer: decoder-layer indices, λ, and the token scope."""
+
+    layers: tuple[int, ...]
+    strength: float
+    scope: Scope = "all"
+    source: str = field(default="provisional", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strength", check_strength(self.strength))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if self.scope not in SCOPES:
+            raise InvalidSettingError(f"Unknown steering scope {self.scope!r}: use one of {', '.join(SCOPES)}.")
+
+
+# From a prototype on the embedded SmolLM2-135M (30 layers): λ 0.6 on layers 18-20 with the
+# safety prompt. Issue 3 replaces this with a calibrated setting.
+PROVISIONAL_STRENGTH = 0.6
+PROVISIONAL_DEPTH = (0.6, 0.7)
+
+
+def provisional_setting(num_layers: int) -> SteeringSetting:
+    """Three consecutive layers at 60-70% depth (18-20 of 30), λ 0.6: a start, not a calibration."""
+    first = int(num_layers * PROVISIONAL_DEPTH[0])
+    last = max(first, min(num_layers - 1, int(num_layers * PROVISIONAL_DEPTH[1]) - 1))
+    return SteeringSetting(layers=tuple(range(first, last + 1)), strength=PROVISIONAL_STRENGTH)
+
+
+DEFAULT_MAX_NEW_TOKENS = 256

@@ -1,0 +1,1 @@
+"""Steering vectors shipped for known models, named by model fingerprint."""

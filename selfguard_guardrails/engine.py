@@ -1,0 +1,328 @@
+"""The Self-Guard engine: one local model, safety prompting plus activation steering, typed results.
+
+Every adapter (CLI, LangChain, LlamaIndex) shares this class. Calls are serialised by a lock,
+because steering hooks are global to the model; a stream holds the lock only while it is
+being iterated, and releases it (and the hooks) as soon as the caller stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import DEFAULT_MAX_NEW_TOKENS, Mode, SteeringSetting
+from .decoding import DecodeClock, Decoder, DecodeOptions
+from .errors import InvalidMessagesError, PromptTooLongError
+from .model import LoadedModel, load_model
+from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt, normalize_messages
+from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
+from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
+from .steering import SteeringVector, steer
+from .vectors import resolve_setting, resolve_vector
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Prepared:
+    """A padded batch of rendered prompts, ready to decode."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_lengths: torch.Tensor
+    opens_think: list[bool]
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    hits = [text.find(s) for s in stop if s in text]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+class SelfGuard:
+    """A local causal LM made safer by Self-Guard: safety prompt + safety activation steering."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        vector: SteeringVector | str | os.PathLike | None = None,
+        setting: SteeringSetting | None = None,
+        safety_prompt: SafetyPrompt | None = None,
+        mode: Mode | str = Mode.SELF_GUARD,
+        thinking: bool | None = None,
+        think_in_tags: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.loaded = loaded
+        self.safety_prompt = safety_prompt or SafetyPrompt()
+        self.default_mode = Mode.parse(mode)
+        self.thinking = thinking
+        self.think_in_tags = think_in_tags
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.progress = progress
+        self._renderer = ChatRenderer(loaded.tokenizer)
+        tokenizer = loaded.tokenizer
+        eos = getattr(loaded.model.generation_config, "eos_token_id", None) if hasattr(
+            loaded.model, "generation_config") else None
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self._decoder = Decoder(loaded.model, sorted(eos_ids), tokenizer.pad_token_id)
+        self._lock = threading.RLock()
+        self._vector_source = vector
+        self._vector: SteeringVector | None = None
+        self._explicit_setting = setting
+        self._setting: SteeringSetting | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: Any = None,
+        *,
+        dtype: str | torch.dtype = "float32",
+        device: str = "cpu",
+        threads: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        allow_download: bool = False,
+        progress: bool = True,
+        **engine_options: Any,
+    ) -> SelfGuard:
+        """Load a model (None = the embedded SmolLM2-135M, a hub id, a local dir, a GGUF file or a
+        (model, tokenizer) pair) and wrap it. Engine options: vector, setting, safety_prompt, mode,
+        thinking, think_in_tags."""
+        loaded = load_model(source, dtype=dtype, device=device, threads=threads, cache_dir=cache_dir,
+                            allow_download=allow_download, progress=progress)
+        return cls(loaded, cache_dir=cache_dir, progress=progress, **engine_options)
+
+    # -- steering state -------------------------------------------------------------------
+    @property
+    def vector(self) -> SteeringVector:
+        """The safety steering vector: given, shipped for this model, cached, or extracted now."""
+        with self._lock:
+            if self._vector is None:
+                self._vector = resolve_vector(self.loaded, self._vector_source, safety=self.safety_prompt,
+                                              cache_dir=self.cache_dir, progress=self.progress)
+            return self._vector
+
+    @property
+    def setting(self) -> SteeringSetting:
+        """Layers, λ and scope used by the steered modes."""
+        if self._setting is None:
+            self._setting = resolve_setting(self._explicit_setting, self.vector, self.num_layers)
+        return self._setting
+
+    @property
+    def num_layers(self) -> int:
+        from .layers import decoder_layers
+
+        return len(decoder_layers(self.loaded.model))
+
+    def info(self) -> dict[str, Any]:
+        """What is loaded and how it will be steered, for `selfguard info` and logs."""
+        config = self.loaded.model.config
+        vector = self.vector
+        setting = self.setting
+        return {
+            "model": self.loaded.name,
+            "source": self.loaded.source,
+            "fingerprint": self.loaded.fingerprint,
+            "architecture": type(self.loaded.model).__name__,
+            "layers": self.num_layers,
+            "hidden_size": int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0)),
+            "context_window": self.loaded.context_window,
+            "default_mode": self.default_mode.value,
+            "vector": {"method": vector.method, "prompts": vector.num_prompts, "model": vector.model_name,
+                       "library_version": vector.library_version,
+                       "norms": {str(k): round(v, 4) for k, v in vector.norms().items() if k in setting.layers}},
+            "steering": {"layers": list(setting.layers), "strength": setting.strength, "scope": setting.scope,
+                         "source": setting.source},
+            "torch_threads": torch.get_num_threads(),
+        }
+
+    # -- preparing prompts ----------------------------------------------------------------
+    def render(self, messages: Messages, mode: Mode | str | None = None) -> str:
+        """The exact prompt text a mode sends to the model (useful to inspect the safety prompt)."""
+        mode = Mode.parse(mode or self.default_mode)
+        safety = self.safety_prompt if mode.uses_prompt else None
+        conversation = apply_safety_prompt(normalize_messages(messages), safety, think_in_tags=self.think_in_tags)
+        return self._renderer.render(conversation, thinking=self.thinking)
+
+    def _prepare(self, conversations: Sequence[Messages], mode: Mode, max_new_tokens: int) -> _Prepared:
+        texts = [self.render(messages, mode) for messages in conversations]
+        encoded = self.loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        lengths = encoded["attention_mask"].sum(dim=-1)
+        window = self.loaded.context_window
+        longest = int(lengths.max())
+        if longest + max_new_tokens > window:
+            raise PromptTooLongError(
+                f"The prompt has {longest} tokens and max_new_tokens is {max_new_tokens}: {longest + max_new_tokens} "
+                f"tokens do not fit the context window of {window} tokens of {self.loaded.name}. Shorten the prompt "
+                "or lower max_new_tokens."
+            )
+        return _Prepared(encoded["input_ids"], encoded["attention_mask"], lengths,
+                         [prompt_opens_think(text) for text in texts])
+
+    @contextmanager
+    def _session(self, mode: Mode, prepared: _Prepared) -> Iterator[SteeringApplied | None]:
+        """Hold the engine and, for steered modes, the steering hooks, for one decode."""
+        with ExitStack() as stack:
+            stack.enter_context(self._lock)
+            applied = None
+            if mode.uses_steering:
+                vector, setting = self.vector, self.setting
+                vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
+                                  fingerprint=self.loaded.fingerprint)
+                stack.enter_context(steer(self.loaded.model, vector, strength=setting.strength,
+                                          layers=setting.layers, scope=setting.scope,
+                                          prompt_lengths=prepared.prompt_lengths))
+                applied = SteeringApplied(layers=list(setting.layers), strength=setting.strength,
+                                          scope=setting.scope, method=vector.method,
+                                          vector_fingerprint=vector.model_fingerprint)
+            yield applied
+
+    # -- turning tokens into results ------------------------------------------------------
+    def _visible_text(self, ids: Sequence[int]) -> str:
+        text = self.loaded.tokenizer.decode(list(ids), skip_special_tokens=False)
+        return clean_special_tokens(text, self.loaded.tokenizer)
+
+    def _split(self, ids: list[int], opens_think: bool, stop: Sequence[str]) -> ReasoningSplit:
+        split = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=opens_think).split(ids)
+        if not stop:
+            return split
+        answer, _ = _cut_at_stop(split.answer, stop)
+        reasoning = split.reasoning
+        if split.reasoning_truncated:
+            reasoning, _ = _cut_at_stop(reasoning, stop)
+        return ReasoningSplit(reasoning=reasoning, answer=answer, reasoning_truncated=split.reasoning_truncated,
+                              reasoning_tokens=split.reasoning_tokens)
+
+    def _result(self, ids: list[int], finish: str, mode: Mode, prepared: _Prepared, row: int,
+                options: DecodeOptions, applied: SteeringApplied | None, clock: DecodeClock) -> GenerationResult:
+        split = self._split(ids, prepared.opens_think[row], options.stop)
+        return GenerationResult(
+            answer=split.answer, reasoning=split.reasoning, reasoning_truncated=split.reasoning_truncated,
+            mode=mode.value, finish_reason=finish,
+            usage=Usage(input_tokens=int(prepared.prompt_lengths[row]), output_tokens=len(ids),
+                        reasoning_tokens=split.reasoning_tokens),
+            steering=applied, safety_prompt_applied=mode.uses_prompt,
+            timings=Timings(prefill_seconds=clock.prefill_seconds, decode_seconds=clock.decode_seconds,
+                            total_seconds=time.perf_counter() - clock.started),
+            model=self.loaded.name,
+        )
+
+    def _stop_hit(self, ids: list[int], stop: Sequence[str]) -> bool:
+        longest = max(len(s) for s in stop)
+        tail = self._visible_text(ids[-(2 * longest + 8):])
+        return any(s in tail for s in stop)
+
+    # -- public generation API ------------------------------------------------------------
+    def batch(
+        self,
+        conversations: Sequence[Messages],
+        *,
+        mode: Mode | str | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        min_new_tokens: int = 0,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[GenerationResult]:
+        """Generate for several prompts in one left-padded batch (one forward pass per step)."""
+        if isinstance(conversations, str) or not conversations:
+            raise InvalidMessagesError("batch() needs a non-empty list of prompts or conversations; "
+                                       "use generate() for a single prompt.")
+        resolved = Mode.parse(mode or self.default_mode)
+        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed)
+        prepared = self._prepare(conversations, resolved, max_new_tokens)
+        rows = len(conversations)
+        generated: list[list[int]] = [[] for _ in range(rows)]
+        finish = ["length"] * rows
+        finished = torch.zeros(rows, dtype=torch.bool)
+        clock = DecodeClock()
+        with self._session(resolved, prepared) as applied:
+            for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
+                for row in range(rows):
+                    if finish[row] != "length":
+                        continue
+                    token = int(tokens[row])
+                    if token in self._decoder.eos_ids.tolist():
+                        finish[row] = "eos"
+                        continue
+                    generated[row].append(token)
+                    if options.stop and self._stop_hit(generated[row], options.stop):
+                        finish[row] = "stop"
+                        finished[row] = True
+        return [self._result(generated[r], finish[r], resolved, prepared, r, options, applied, clock)
+                for r in range(rows)]
+
+    def generate(self, messages: Messages, **options: Any) -> GenerationResult:
+        """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
+        temperature (0 = greedy), top_p, stop, seed."""
+        return self.batch([messages], **options)[0]
+
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        mode: Mode | str | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        min_new_tokens: int = 0,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> Iterator[StreamPiece | GenerationResult]:
+        """Yield `StreamPiece`s (reasoning or answer text) as they are decoded, then the result.
+
+        Stopping the iteration (break, close, garbage collection) stops generating and frees the engine.
+        """
+        resolved = Mode.parse(mode or self.default_mode)
+        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed)
+        prepared = self._prepare([messages], resolved, max_new_tokens)
+        return self._stream(resolved, options, prepared)
+
+    def _stream(self, mode: Mode, options: DecodeOptions, prepared: _Prepared
+                ) -> Iterator[StreamPiece | GenerationResult]:
+        holdback = max((len(s) for s in options.stop), default=1) - 1
+        splitter = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=prepared.opens_think[0]).stream()
+        ids: list[int] = []
+        finish, emitted, text = "length", 0, ""
+        finished = torch.zeros(1, dtype=torch.bool)
+        clock = DecodeClock()
+        eos_ids = set(self._decoder.eos_ids.tolist())
+        with self._session(mode, prepared) as applied:
+            for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
+                token = int(tokens[0])
+                if token in eos_ids:
+                    finish = "eos"
+                    break
+                ids.append(token)
+                text, hit = _cut_at_stop(self._visible_text(ids), options.stop)
+                if hit:
+                    finish = "stop"
+                    break
+                safe_end = len(text) - holdback
+                while safe_end > emitted and text[safe_end - 1] == "\ufffd":  # incomplete UTF-8 sequence
+                    safe_end -= 1
+                if safe_end > emitted:
+                    yield from self._pieces(splitter.feed(text[emitted:safe_end]))
+                    emitted = safe_end
+            yield from self._pieces(splitter.feed(text[emitted:]) + splitter.finish())
+        yield self._result(ids, finish, mode, prepared, 0, options, applied, clock)
+
+    @staticmethod
+    def _pieces(pieces: list[tuple[Channel, str]]) -> Iterator[StreamPiece]:
+        for channel, text in pieces:
+            if text:
+                yield StreamPiece(channel=channel, text=text)

@@ -1,0 +1,66 @@
+"""Typed results of the engine: what was generated, how it was steered, what it cost."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .reasoning import Channel
+
+FinishReason = Literal["eos", "length", "stop"]
+
+
+class Usage(BaseModel):
+    """Token counts; reasoning tokens are part of the output tokens."""
+
+    input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class SteeringApplied(BaseModel):
+    """The steering actually applied to a generation (None on the result when not steered)."""
+
+    layers: list[int]
+    strength: float
+    scope: str
+    method: str
+    vector_fingerprint: str = Field(description="model fingerprint recorded in the vector")
+
+
+class Timings(BaseModel):
+    """Wall-clock seconds: prefill (prompt), decode (new tokens) and the whole call."""
+
+    prefill_seconds: float
+    decode_seconds: float
+    total_seconds: float
+
+    def tokens_per_second(self, tokens: int) -> float:
+        return tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+class GenerationResult(BaseModel):
+    """One generation: the answer, the reasoning trace kept apart, and how it was made."""
+
+    answer: str
+    reasoning: str = ""
+    reasoning_truncated: bool = False
+    mode: str
+    finish_reason: FinishReason
+    usage: Usage
+    steering: SteeringApplied | None = None
+    safety_prompt_applied: bool = False
+    timings: Timings
+    model: str = ""
+
+
+class StreamPiece(BaseModel):
+    """A piece of streamed text and the channel it belongs to (reasoning or answer)."""
+
+    channel: Channel
+    text: str

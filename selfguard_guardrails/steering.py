@@ -1,0 +1,246 @@
+"""Safety activation steering: the steering vector and the context manager that applies it.
+
+`steer` adds ``strength * v_l`` to the **output** of each chosen decoder layer ``l`` (the place
+where ``v_l`` was measured; the reference code adds it to the layer's input, one layer early).
+Scope ``all`` steers every position, as in the paper; scope ``generated`` steers only a row's
+positions at or after its own prompt length, judged by absolute positions so it stays correct
+under the KV cache (a decode step sees a sequence of length 1) and with left padding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import CorruptFileError, InvalidSettingError, VectorMismatchError
+from .layers import decoder_layers, validate_layers
+
+Scope = Literal["all", "generated"]
+SCOPES: tuple[str, ...] = ("all", "generated")
+_FORMAT = "selfguard-steering-vector/1"
+
+
+@dataclass
+class SteeringVector:
+    """One direction per decoder layer, plus what it takes to check that it fits a model."""
+
+    directions: dict[int, torch.Tensor]
+    model_fingerprint: str
+    num_layers: int
+    hidden_size: int
+    method: str = "mean_difference"
+    safety_prompt_hash: str = ""
+    num_prompts: int = 0
+    library_version: str = ""
+    model_name: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for layer, direction in self.directions.items():
+            if direction.shape != (self.hidden_size,):
+                raise VectorMismatchError(
+                    f"Layer {layer} of the steering vector has shape {tuple(direction.shape)}, "
+                    f"expected ({self.hidden_size},): the vector file is inconsistent; extract it again."
+                )
+
+    def norms(self) -> dict[int, float]:
+        """Per-layer L2 norms: a quick way to see where the safety prompt moves the model most."""
+        return {layer: float(direction.norm()) for layer, direction in sorted(self.directions.items())}
+
+    def check_fits(self, *, num_layers: int, hidden_size: int, fingerprint: str | None = None) -> None:
+        """Refuse a vector made for another model, naming what differs and how to fix it."""
+        problems = []
+        if num_layers != self.num_layers:
+            problems.append(f"{self.num_layers} layers in the vector, {num_layers} in the model")
+        if hidden_size != self.hidden_size:
+            problems.append(f"hidden size {self.hidden_size} in the vector, {hidden_size} in the model")
+        if fingerprint is not None and self.model_fingerprint and fingerprint != self.model_fingerprint:
+            problems.append(f"model fingerprint {self.model_fingerprint} in the vector, {fingerprint} loaded")
+        if problems:
+            raise VectorMismatchError(
+                f"This steering vector was made for another model ({self.model_name or 'unknown'}): "
+                + "; ".join(problems)
+                + ". Extract a vector for this model with `selfguard extract` or SelfGuard.extract_vector()."
+            )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the vector as safetensors with its metadata in the header."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"layer.{layer}": d.detach().to("cpu", torch.float32).contiguous()
+                   for layer, d in self.directions.items()}
+        metadata = {
+            "format": _FORMAT,
+            "model_fingerprint": self.model_fingerprint,
+            "num_layers": str(self.num_layers),
+            "hidden_size": str(self.hidden_size),
+            "method": self.method,
+            "safety_prompt_hash": self.safety_prompt_hash,
+            "num_prompts": str(self.num_prompts),
+            "library_version": self.library_version,
+            "model_name": self.model_name,
+            "extra": json.dumps(self.extra, sort_keys=True),
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SteeringVector:
+        """Read a vector written by `save`; a damaged or foreign file raises CorruptFileError."""
+        path = Path(path)
+        if not path.is_file():
+            raise CorruptFileError(f"No steering vector at {path}: check the path, or extract one with "
+                                   "`selfguard extract`.")
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(str(path))
+            if metadata.get("format") != _FORMAT:
+                raise ValueError(f"format is {metadata.get('format')!r}, expected {_FORMAT!r}")
+            directions = {int(key.split(".", 1)[1]): value for key, value in tensors.items()}
+            return cls(
+                directions=directions,
+                model_fingerprint=metadata["model_fingerprint"],
+                num_layers=int(metadata["num_layers"]),
+                hidden_size=int(metadata["hidden_size"]),
+                method=metadata.get("method", ""),
+                safety_prompt_hash=metadata.get("safety_prompt_hash", ""),
+                num_prompts=int(metadata.get("num_prompts", "0")),
+                library_version=metadata.get("library_version", ""),
+                model_name=metadata.get("model_name", ""),
+                extra=json.loads(metadata.get("extra", "{}")),
+            )
+        except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+            raise CorruptFileError(
+                f"Could not read the steering vector {path}: {error}. The file is damaged or not a "
+                "selfguard vector; extract it again with `selfguard extract`."
+            ) from error
+
+
+def check_strength(strength: float) -> float:
+    """λ must be a finite number; NaN or infinity would silently destroy every hidden state."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError) as error:
+        raise InvalidSettingError(f"Steering strength must be a number, got {strength!r}.") from error
+    if not math.isfinite(value):
+        raise InvalidSettingError(f"Steering strength must be finite, got {value}: use e.g. 0.6.")
+    return value
+
+
+class _PositionTracker:
+    """Works out, once per forward pass, which positions of each row are generated tokens.
+
+    It reads absolute positions from the root model's call (``position_ids``, else the
+    attention mask, else the cache length), so decode steps of length 1 are judged correctly.
+    """
+
+    def __init__(self, prompt_lengths: torch.Tensor | None) -> None:
+        self.prompt_lengths = prompt_lengths
+        self.infer_lengths = prompt_lengths is None
+        self.mask: torch.Tensor | None = None  # [batch, seq, 1], 1.0 where steering applies
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        inputs = kwargs.get("input_ids", args[0] if args else None)
+        if inputs is None:
+            inputs = kwargs.get("inputs_embeds")
+        if inputs is None:
+            raise InvalidSettingError("Scope 'generated' needs input_ids or inputs_embeds in the model call.")
+        batch, seq_len = inputs.shape[0], inputs.shape[1]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        positions = kwargs.get("position_ids")
+        attention_mask = kwargs.get("attention_mask")
+        if positions is None and attention_mask is not None and attention_mask.dim() == 2:
+            positions = (attention_mask.long().cumsum(-1) - 1)[:, -seq_len:]
+        if positions is None:
+            positions = torch.arange(past, past + seq_len, device=inputs.device).unsqueeze(0)
+        positions = positions.expand(batch, seq_len)
+        if self.infer_lengths and (past == 0 or self.prompt_lengths is None):
+            self.prompt_lengths = positions.max(dim=-1).values + 1
+        lengths = self.prompt_lengths.to(positions.device)
+        self.mask = (positions >= lengths[:, None]).unsqueeze(-1)
+
+
+class _AddToOutput:
+    """Forward hook adding a fixed delta to a layer's hidden-state output (tensor or tuple)."""
+
+    def __init__(self, delta: torch.Tensor, tracker: _PositionTracker | None) -> None:
+        self.delta = delta
+        self.tracker = tracker
+
+    def __call__(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        hidden = output[0] if isinstance(output, tuple) else output
+        if self.tracker is None:
+            steered = hidden + self.delta
+        else:
+            mask = self.tracker.mask
+            steered = hidden + self.delta * mask.to(hidden.dtype) if mask is not None else hidden
+        return (steered, *output[1:]) if isinstance(output, tuple) else steered
+
+
+def _as_directions(vector: SteeringVector | Mapping[int, torch.Tensor]) -> Mapping[int, torch.Tensor]:
+    return vector.directions if isinstance(vector, SteeringVector) else vector
+
+
+@contextmanager
+def steer(
+    model: nn.Module,
+    vector: SteeringVector | Mapping[int, torch.Tensor],
+    *,
+    strength: float,
+    layers: Sequence[int],
+    scope: Scope = "all",
+    prompt_lengths: Sequence[int] | torch.Tensor | None = None,
+) -> Iterator[None]:
+    """Add ``strength * vector[l]`` at the output of each layer ``l`` in ``layers`` inside the block.
+
+    Works on any Hugging Face causal LM whose decoder layers can be found. With scope
+    ``generated``, pass ``prompt_lengths`` (real prompt tokens per row) or let each prefill pass
+    set them. Hooks are always removed on exit, also on error. Not for concurrent use on one
+    model: hooks are model-global (the engine serialises calls).
+    """
+    strength = check_strength(strength)
+    if scope not in SCOPES:
+        raise InvalidSettingError(f"Unknown steering scope {scope!r}: use one of {', '.join(SCOPES)}.")
+    blocks = decoder_layers(model)
+    chosen = validate_layers(list(layers), len(blocks))
+    directions = _as_directions(vector)
+    hidden_size = int(getattr(model.config, "hidden_size", 0) or getattr(model.config, "n_embd", 0))
+    if isinstance(vector, SteeringVector):
+        vector.check_fits(num_layers=len(blocks), hidden_size=hidden_size or vector.hidden_size)
+    missing = [index for index in chosen if index not in directions]
+    if missing:
+        raise VectorMismatchError(f"The steering vector has no direction for layer {missing[0]}: "
+                                  f"it covers layers {sorted(directions)}.")
+
+    tracker = None
+    if scope == "generated":
+        lengths = None if prompt_lengths is None else torch.as_tensor(prompt_lengths, dtype=torch.long)
+        tracker = _PositionTracker(lengths)
+    handles = []
+    try:
+        if tracker is not None:
+            handles.append(model.register_forward_pre_hook(tracker, with_kwargs=True))
+        for index in chosen:
+            parameter = next(blocks[index].parameters())
+            delta = (strength * directions[index].to(torch.float32)).to(parameter.device, parameter.dtype)
+            handles.append(blocks[index].register_forward_hook(_AddToOutput(delta, tracker)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,88 @@
+"""Find the steering vector and setting for a loaded model: given, shipped, cached, or extracted.
+
+Order: an explicit vector (object or path) > a vector shipped in the package for this model
+fingerprint and safety prompt > one cached from an earlier extraction > extract it now from
+our packaged calibration prompts (progress bar) and cache it for next time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+
+from .config import SteeringSetting, provisional_setting
+from .extraction import extract_steering_vector
+from .layers import decoder_layers, validate_layers
+from .model import LoadedModel, default_cache_dir
+from .prompt_files import calibration_prompts
+from .prompting import SafetyPrompt
+from .steering import SteeringVector
+
+logger = logging.getLogger(__name__)
+
+
+def _model_shape(loaded: LoadedModel) -> tuple[int, int]:
+    config = loaded.model.config
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
+    return len(decoder_layers(loaded.model)), hidden
+
+
+def shipped_vector_path(fingerprint: str) -> Path | None:
+    """The package's own vector for a model fingerprint, if we ship one."""
+    candidate = resources.files("selfguard_guardrails.data").joinpath(f"{fingerprint}.safetensors")
+    return Path(str(candidate)) if candidate.is_file() else None
+
+
+def cached_vector_path(loaded: LoadedModel, safety: SafetyPrompt, cache_dir: str | os.PathLike | None) -> Path:
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    return root / "vectors" / f"{loaded.fingerprint}-{safety.fingerprint()}.safetensors"
+
+
+def resolve_vector(
+    loaded: LoadedModel,
+    source: SteeringVector | str | os.PathLike | None,
+    *,
+    safety: SafetyPrompt,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> SteeringVector:
+    """Return a vector that fits `loaded`, or raise VectorMismatchError/CorruptFileError."""
+    num_layers, hidden = _model_shape(loaded)
+    if source is not None:
+        vector = source if isinstance(source, SteeringVector) else SteeringVector.load(source)
+        vector.check_fits(num_layers=num_layers, hidden_size=hidden, fingerprint=loaded.fingerprint)
+        return vector
+    shipped = shipped_vector_path(loaded.fingerprint)
+    if shipped is not None:
+        vector = SteeringVector.load(shipped)
+        if vector.safety_prompt_hash == safety.fingerprint():
+            return vector
+        logger.info("The shipped vector was made with another safety prompt; extracting one for yours.")
+    cached = cached_vector_path(loaded, safety, cache_dir)
+    if cached.is_file():
+        return SteeringVector.load(cached)
+    logger.warning("No steering vector for %s yet: extracting one from %d calibration prompts (once; cached at %s).",
+                   loaded.name, len(calibration_prompts()), cached)
+    vector = extract_steering_vector(loaded.model, loaded.tokenizer, calibration_prompts(), safety=safety,
+                                     model_fingerprint=loaded.fingerprint, model_name=loaded.name,
+                                     progress=progress)
+    vector.save(cached)
+    return vector
+
+
+def resolve_setting(explicit: SteeringSetting | None, vector: SteeringVector, num_layers: int) -> SteeringSetting:
+    """An explicit setting, else one recorded in the vector file, else the provisional default."""
+    if explicit is not None:
+        validate_layers(list(explicit.layers), num_layers)
+        return explicit
+    recorded = vector.extra.get("setting")
+    if recorded:
+        values = json.loads(recorded)
+        setting = SteeringSetting(layers=tuple(values["layers"]), strength=values["strength"],
+                                  scope=values.get("scope", "all"), source="vector file")
+        validate_layers(list(setting.layers), num_layers)
+        return setting
+    return provisional_setting(num_layers)
