@@ -1,0 +1,182 @@
+"""Engine mechanics on tiny random models: batching, streaming, locking, budgets, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from selfguard_guardrails import SelfGuard, SteeringSetting
+from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
+from selfguard_guardrails.extraction import last_token_activations
+from selfguard_guardrails.layers import decoder_layers
+from selfguard_guardrails.model import LoadedModel
+from selfguard_guardrails.results import GenerationResult, StreamPiece
+from tests.conftest import tiny_gpt2, tiny_llama, tiny_qwen3
+from tests.test_steering import random_vector
+
+PROMPTS = ["Tell me a story about a cat.", "Hi", "What is the capital of France and why is it famous?"]
+
+
+def make_engine(tokenizer, builder=tiny_llama, context_window: int = 256, **options) -> SelfGuard:
+    model = builder(vocab_size=len(tokenizer))
+    loaded = LoadedModel(model=model, tokenizer=tokenizer, name="tiny", fingerprint="test",
+                         context_window=context_window, source="object")
+    options.setdefault("setting", SteeringSetting(layers=(1, 2), strength=2.0))
+    return SelfGuard(loaded, vector=random_vector(model), progress=False, **options)
+
+
+@pytest.fixture(params=[tiny_llama, tiny_qwen3, tiny_gpt2], ids=["llama", "qwen3", "gpt2"])
+def engine(request, smollm_tokenizer):
+    return make_engine(smollm_tokenizer, request.param)
+
+
+@pytest.mark.parametrize("mode", ["plain", "self-guard"])
+def test_left_padded_batch_matches_one_by_one(engine, mode):
+    batched = engine.batch(PROMPTS, mode=mode, max_new_tokens=10)
+    single = [engine.generate(p, mode=mode, max_new_tokens=10) for p in PROMPTS]
+    for b, s in zip(batched, single):
+        assert b.answer == s.answer
+        assert b.usage == s.usage
+
+
+def test_left_padded_batch_activations_match_one_by_one(engine):
+    texts = [engine.render(p, mode="self-guard") for p in PROMPTS]
+    model, tokenizer = engine.loaded.model, engine.loaded.tokenizer
+    batched = last_token_activations(model, tokenizer, texts, batch_size=3, progress=False)
+    single = torch.cat([last_token_activations(model, tokenizer, [t], progress=False) for t in texts])
+    torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
+
+
+def test_modes_apply_what_they_say(engine):
+    plain = engine.generate("Hello there", mode="plain", max_new_tokens=4)
+    guarded = engine.generate("Hello there", mode="self-guard", max_new_tokens=4)
+    steer_only = engine.generate("Hello there", mode="steer", max_new_tokens=4)
+    assert plain.steering is None and not plain.safety_prompt_applied
+    assert guarded.steering is not None and guarded.steering.layers == [1, 2] and guarded.safety_prompt_applied
+    assert steer_only.steering is not None and not steer_only.safety_prompt_applied
+    assert guarded.usage.input_tokens > plain.usage.input_tokens  # the safety prompt is in the prompt
+
+
+def test_steering_changes_the_output_distribution(smollm_tokenizer):
+    engine = make_engine(smollm_tokenizer, setting=SteeringSetting(layers=(0, 1, 2, 3), strength=8.0))
+    plain = engine.generate("Hello there", mode="prompt", max_new_tokens=12)
+    steered = engine.generate("Hello there", mode="self-guard", max_new_tokens=12)
+    assert plain.answer != steered.answer
+
+
+def test_stream_pieces_add_up_to_the_result(engine):
+    items = list(engine.stream(PROMPTS[0], max_new_tokens=12))
+    result = items[-1]
+    assert isinstance(result, GenerationResult)
+    pieces = [i for i in items[:-1] if isinstance(i, StreamPiece)]
+    answer = "".join(p.text for p in pieces if p.channel == "answer")
+    assert answer.strip() == result.answer.strip()
+    assert result.answer == engine.generate(PROMPTS[0], max_new_tokens=12).answer
+
+
+def test_abandoned_stream_releases_the_engine(engine):
+    layers = decoder_layers(engine.loaded.model)
+    stream = engine.stream(PROMPTS[0], max_new_tokens=100, min_new_tokens=100)
+    first = next(stream)
+    assert isinstance(first, (StreamPiece, GenerationResult))
+    assert len(layers[1]._forward_hooks) == 1  # steering is on while the stream runs
+    stream.close()  # the caller walks away
+    assert all(len(layer._forward_hooks) == 0 for layer in layers)
+    done = []
+    worker = threading.Thread(target=lambda: done.append(engine.generate("Hi", max_new_tokens=2)))
+    worker.start()
+    worker.join(timeout=30)
+    assert done, "the engine stayed locked after the stream was abandoned"
+
+
+def test_concurrent_calls_are_serialised_and_correct(engine):
+    expected = {p: engine.generate(p, max_new_tokens=8).answer for p in PROMPTS}
+    results: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def run(prompt: str) -> None:
+        try:
+            results[prompt] = engine.generate(prompt, max_new_tokens=8).answer
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in PROMPTS * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and results == expected
+
+
+def test_stop_string_ends_generation_and_is_cut(engine):
+    free = engine.generate(PROMPTS[2], max_new_tokens=16, min_new_tokens=16)
+    text = free.answer
+    assert len(text) > 6
+    stop = text[len(text) // 2: len(text) // 2 + 3]
+    cut = engine.generate(PROMPTS[2], max_new_tokens=16, min_new_tokens=16, stop=[stop])
+    assert cut.finish_reason == "stop"
+    assert cut.answer == text[: text.find(stop)]
+    assert cut.usage.output_tokens < free.usage.output_tokens
+    streamed = "".join(i.text for i in engine.stream(PROMPTS[2], max_new_tokens=16, min_new_tokens=16, stop=[stop])
+                       if isinstance(i, StreamPiece))
+    assert stop not in streamed and streamed.strip() == cut.answer.strip()
+
+
+def test_min_new_tokens_holds_back_eos(smollm_tokenizer):
+    engine = make_engine(smollm_tokenizer)
+    first = engine.generate("Hi", mode="plain", max_new_tokens=1)
+    first_token = smollm_tokenizer.encode(first.answer, add_special_tokens=False)[0]
+    engine = make_engine(smollm_tokenizer)
+    engine.loaded.model.generation_config.eos_token_id = first_token
+    engine = SelfGuard(engine.loaded, vector=engine._vector_source, setting=engine._explicit_setting)
+    assert engine.generate("Hi", mode="plain", max_new_tokens=5).finish_reason == "eos"
+    held = engine.generate("Hi", mode="plain", max_new_tokens=5, min_new_tokens=3)
+    assert held.usage.output_tokens >= 3
+
+
+def test_sampling_is_reproducible_with_a_seed(engine):
+    a = engine.generate(PROMPTS[0], temperature=1.0, seed=7, max_new_tokens=8)
+    b = engine.generate(PROMPTS[0], temperature=1.0, seed=7, max_new_tokens=8)
+    assert a.answer == b.answer
+
+
+def test_prompt_longer_than_context_window_is_refused(smollm_tokenizer):
+    engine = make_engine(smollm_tokenizer, context_window=64)
+    with pytest.raises(PromptTooLongError, match="context window of 64"):
+        engine.generate("word " * 80, max_new_tokens=4)
+    with pytest.raises(PromptTooLongError, match="lower max_new_tokens"):
+        engine.generate("Hi", max_new_tokens=60)
+
+
+@pytest.mark.parametrize("messages, message", [
+    ([{"role": "wizard", "content": "hi"}], "unknown role"),
+    ("   ", "empty"),
+    ([{"role": "system", "content": "be nice"}], "no user message"),
+    ([{"role": "user"}], "content"),
+    (42, "must be a string"),
+])
+def test_malformed_messages_are_refused(engine, messages, message):
+    with pytest.raises(InvalidMessagesError, match=message):
+        engine.generate(messages, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("options", [{"max_new_tokens": 0}, {"temperature": -1.0}, {"mode": "yolo"},
+                                     {"min_new_tokens": 5, "max_new_tokens": 2}, {"top_p": 0.0}])
+def test_bad_generation_options_are_refused(engine, options):
+    with pytest.raises(InvalidSettingError):
+        engine.generate("Hi", **options)
+
+
+def test_out_of_range_setting_is_refused(smollm_tokenizer):
+    engine = make_engine(smollm_tokenizer, setting=SteeringSetting(layers=(3, 9), strength=0.5))
+    with pytest.raises(InvalidSettingError, match="Layer index 9 is out of range"):
+        engine.generate("Hi", max_new_tokens=2)
+
+
+def test_thinking_switch_and_think_split_on_qwen3_template(think_tokenizer):
+    engine = make_engine(think_tokenizer, tiny_qwen3, thinking=False)
+    assert engine.render("Hi").rstrip().endswith("</think>")
+    result = engine.generate("Hi", max_new_tokens=4)
+    assert result.reasoning == "" and not result.reasoning_truncated
