@@ -36,8 +36,7 @@ __all__ = ["__version__", *_EXPORTS]
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    from . import errors
-
-    if hasattr(errors, name):
-        return getattr(errors, name)
+    errors = import_module(".errors", __name__)
+    if name in vars(errors):
+        return vars(errors)[name]
     raise AttributeError(f"module 'selfguard_guardrails' has no attribute {name!r}")
