@@ -52,6 +52,7 @@ def last_token_activations(
     """Hidden state of the last prompt token at every layer output: [num_prompts, layers, hidden]."""
     layers = decoder_layers(model)
     device = next(model.parameters()).device
+    body = getattr(model, "base_model", model)  # skip the LM head: only layer outputs are needed
     rows = []
     with _record_last_token(layers) as captured:
         for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, unit="batch"):
@@ -59,8 +60,8 @@ def last_token_activations(
                               add_special_tokens=False)
             mask = batch["attention_mask"].to(device)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            model(input_ids=batch["input_ids"].to(device), attention_mask=mask, position_ids=positions,
-                  use_cache=False)
+            body(input_ids=batch["input_ids"].to(device), attention_mask=mask, position_ids=positions,
+                 use_cache=False)
             rows.append(torch.stack([c for c in captured], dim=1).cpu())  # type: ignore[misc]
     return torch.cat(rows, dim=0)
 
