@@ -57,7 +57,7 @@ PROVISIONAL_DEPTH = (0.6, 0.7)
 
 
 def provisional_setting(num_layers: int) -> SteeringSetting:
-    """Three consecutive layers at 60-70% depth (18-20 of 30), λ 0.6: a start, not a calibration."""
+    """The layers at 60-70% depth (18-20 of 30; at least one), λ 0.6: a start, not a calibration."""
     first = int(num_layers * PROVISIONAL_DEPTH[0])
     last = max(first, min(num_layers - 1, int(num_layers * PROVISIONAL_DEPTH[1]) - 1))
     return SteeringSetting(layers=tuple(range(first, last + 1)), strength=PROVISIONAL_STRENGTH)

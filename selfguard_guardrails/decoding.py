@@ -92,7 +92,7 @@ class Decoder:
         mask = attention_mask.to(self.device)
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=getattr(self.model, "config", None))
-        generator = torch.Generator().manual_seed(options.seed) if options.seed is not None else None
+        generator = torch.Generator(self.device).manual_seed(options.seed) if options.seed is not None else None
         eos = self.eos_ids.to(self.device)
         for step in range(options.max_new_tokens):
             tick = time.perf_counter()

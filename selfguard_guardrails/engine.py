@@ -20,9 +20,12 @@ from typing import Any
 import torch
 
 from .config import DEFAULT_MAX_NEW_TOKENS, Mode, SteeringSetting
-from .decoding import DecodeClock, Decoder, DecodeOptions
+from .decoding import DecodeClock, DecodeOptions, Decoder
 from .errors import InvalidMessagesError, PromptTooLongError
+from .extraction import extract_steering_vector
+from .locking import hold_model
 from .model import LoadedModel, load_model
+from .prompt_files import calibration_prompts
 from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt, normalize_messages
 from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
@@ -78,7 +81,7 @@ class SelfGuard:
         if tokenizer.eos_token_id is not None:
             eos_ids.add(tokenizer.eos_token_id)
         self._decoder = Decoder(loaded.model, sorted(eos_ids), tokenizer.pad_token_id)
-        self._lock = threading.RLock()
+        self._vector_lock = threading.Lock()
         self._vector_source = vector
         self._vector: SteeringVector | None = None
         self._explicit_setting = setting
@@ -94,6 +97,7 @@ class SelfGuard:
         threads: int | None = None,
         cache_dir: str | os.PathLike | None = None,
         allow_download: bool = False,
+        trust_remote_code: bool = False,
         progress: bool = True,
         **engine_options: Any,
     ) -> SelfGuard:
@@ -101,18 +105,31 @@ class SelfGuard:
         (model, tokenizer) pair) and wrap it. Engine options: vector, setting, safety_prompt, mode,
         thinking, think_in_tags."""
         loaded = load_model(source, dtype=dtype, device=device, threads=threads, cache_dir=cache_dir,
-                            allow_download=allow_download, progress=progress)
+                            allow_download=allow_download, trust_remote_code=trust_remote_code,
+                            progress=progress)
         return cls(loaded, cache_dir=cache_dir, progress=progress, **engine_options)
 
     # -- steering state -------------------------------------------------------------------
     @property
     def vector(self) -> SteeringVector:
         """The safety steering vector: given, shipped for this model, cached, or extracted now."""
-        with self._lock:
+        with self._vector_lock:
             if self._vector is None:
                 self._vector = resolve_vector(self.loaded, self._vector_source, safety=self.safety_prompt,
                                               cache_dir=self.cache_dir, progress=self.progress)
             return self._vector
+
+    def extract_vector(self, prompts: Sequence[str] | None = None, *, method: str = "mean_difference",
+                       batch_size: int = 16) -> SteeringVector:
+        """Measure a new vector for this model and safety prompt (default: our calibration prompts)
+        and use it from now on."""
+        vector = extract_steering_vector(
+            self.loaded.model, self.loaded.tokenizer, list(prompts or calibration_prompts()),
+            safety=self.safety_prompt, method=method, batch_size=batch_size,  # type: ignore[arg-type]
+            model_fingerprint=self.loaded.fingerprint, model_name=self.loaded.name, progress=self.progress)
+        with self._vector_lock:
+            self._vector, self._setting = vector, None
+        return vector
 
     @property
     def setting(self) -> SteeringSetting:
@@ -176,7 +193,7 @@ class SelfGuard:
     def _session(self, mode: Mode, prepared: _Prepared) -> Iterator[SteeringApplied | None]:
         """Hold the engine and, for steered modes, the steering hooks, for one decode."""
         with ExitStack() as stack:
-            stack.enter_context(self._lock)
+            stack.enter_context(hold_model(self.loaded.model))
             applied = None
             if mode.uses_steering:
                 vector, setting = self.vector, self.setting

@@ -54,15 +54,20 @@ def last_token_activations(
     device = next(model.parameters()).device
     body = getattr(model, "base_model", model)  # skip the LM head: only layer outputs are needed
     rows = []
-    with _record_last_token(layers) as captured:
-        for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, unit="batch"):
-            batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
-                              add_special_tokens=False)
-            mask = batch["attention_mask"].to(device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            body(input_ids=batch["input_ids"].to(device), attention_mask=mask, position_ids=positions,
-                 use_cache=False)
-            rows.append(torch.stack([c for c in captured], dim=1).cpu())  # type: ignore[misc]
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # the last prompt token must sit at position -1 in every row
+    try:
+        with _record_last_token(layers) as captured:
+            for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, unit="batch"):
+                batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
+                                  add_special_tokens=False)
+                mask = batch["attention_mask"].to(device)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                body(input_ids=batch["input_ids"].to(device), attention_mask=mask, position_ids=positions,
+                     use_cache=False)
+                rows.append(torch.stack(captured, dim=1).cpu())  # type: ignore[arg-type]
+    finally:
+        tokenizer.padding_side = padding_side
     return torch.cat(rows, dim=0)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .errors import InvalidMessagesError
 
@@ -34,7 +34,7 @@ THINK_IN_TAGS_INSTRUCTION = (
 )
 
 Message = Mapping[str, Any]
-Messages = Union[str, Sequence[Message]]
+Messages = str | Sequence[Message]
 
 
 @dataclass(frozen=True)

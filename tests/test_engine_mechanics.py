@@ -180,3 +180,30 @@ def test_thinking_switch_and_think_split_on_qwen3_template(think_tokenizer):
     assert engine.render("Hi").rstrip().endswith("</think>")
     result = engine.generate("Hi", max_new_tokens=4)
     assert result.reasoning == "" and not result.reasoning_truncated
+
+
+def test_call_during_an_open_stream_on_the_same_thread_is_refused(engine):
+    from selfguard_guardrails.locking import EngineBusyError
+
+    stream = engine.stream(PROMPTS[0], max_new_tokens=20, min_new_tokens=20)
+    next(stream)
+    with pytest.raises(EngineBusyError, match="close"):
+        engine.generate("Hi", mode="plain", max_new_tokens=2)
+    twin = SelfGuard(engine.loaded, vector=engine._vector_source, setting=engine._explicit_setting)
+    with pytest.raises(EngineBusyError):  # a second engine on the same model shares the lock
+        twin.generate("Hi", mode="plain", max_new_tokens=2)
+    stream.close()
+    assert engine.generate("Hi", mode="plain", max_new_tokens=2).usage.output_tokens >= 1
+
+
+def test_extraction_reads_the_last_prompt_token_even_with_a_right_padding_tokenizer(engine):
+    texts = [engine.render(p, mode="plain") for p in PROMPTS]
+    model, tokenizer = engine.loaded.model, engine.loaded.tokenizer
+    left = last_token_activations(model, tokenizer, texts, progress=False)
+    tokenizer.padding_side = "right"
+    try:
+        right = last_token_activations(model, tokenizer, texts, progress=False)
+        assert tokenizer.padding_side == "right"  # the caller's setting is restored
+    finally:
+        tokenizer.padding_side = "left"
+    torch.testing.assert_close(left, right)
