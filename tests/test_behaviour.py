@@ -61,7 +61,7 @@ def test_steering_is_what_makes_the_difference(engine):
     prompts = PROMPTS["harmful"][:8]
     prompt_only = [r.answer for r in engine.batch(prompts, mode="prompt", max_new_tokens=24)]
     full = [r.answer for r in engine.batch(prompts, mode="self-guard", max_new_tokens=24)]
-    assert sum(a != b for a, b in zip(prompt_only, full)) >= 4
+    assert sum(a != b for a, b in zip(prompt_only, full, strict=True)) >= 4
 
 
 def test_streaming_on_the_real_model_matches_generate(engine):

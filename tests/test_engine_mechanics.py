@@ -36,7 +36,7 @@ def engine(request, smollm_tokenizer):
 def test_left_padded_batch_matches_one_by_one(engine, mode):
     batched = engine.batch(PROMPTS, mode=mode, max_new_tokens=10)
     single = [engine.generate(p, mode=mode, max_new_tokens=10) for p in PROMPTS]
-    for b, s in zip(batched, single):
+    for b, s in zip(batched, single, strict=True):
         assert b.answer == s.answer
         assert b.usage == s.usage
 

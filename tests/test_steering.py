@@ -39,7 +39,7 @@ class Recorder:
 
 def record_all(model) -> tuple[list[Recorder], list]:
     recorders = [Recorder() for _ in decoder_layers(model)]
-    handles = [layer.register_forward_hook(r) for layer, r in zip(decoder_layers(model), recorders)]
+    handles = [layer.register_forward_hook(r) for layer, r in zip(decoder_layers(model), recorders, strict=True)]
     return recorders, handles
 
 
@@ -103,7 +103,7 @@ def steered_positions_per_call(model, vector, *, scope, layer, generate_kwargs, 
                 second.remove()
     finally:
         first.remove()
-    return [(a - b).abs().amax(dim=-1) > 1e-6 for a, b in zip(after.outputs, before.outputs)]
+    return [(a - b).abs().amax(dim=-1) > 1e-6 for a, b in zip(after.outputs, before.outputs, strict=True)]
 
 
 @pytest.mark.parametrize("scope", ["all", "generated"])
@@ -178,13 +178,13 @@ def test_corrupt_vector_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize("strength", [math.nan, math.inf, "strong"])
 def test_non_finite_strength_is_refused(tiny_model, strength):
-    with pytest.raises(InvalidSettingError, match="[Ss]trength"), \
+    with pytest.raises(InvalidSettingError, match=r"[Ss]trength"), \
             steer(tiny_model, random_vector(tiny_model), strength=strength, layers=[0]):
         pass
 
 
 @pytest.mark.parametrize("layers", [[4], [-1], []])
 def test_layer_out_of_range_is_refused(tiny_model, layers):
-    with pytest.raises(InvalidSettingError, match="[Ll]ayer"), \
+    with pytest.raises(InvalidSettingError, match=r"[Ll]ayer"), \
             steer(tiny_model, random_vector(tiny_model), strength=0.5, layers=layers):
         pass
