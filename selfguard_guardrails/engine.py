@@ -267,13 +267,13 @@ class SelfGuard:
         finish = ["length"] * rows
         finished = torch.zeros(rows, dtype=torch.bool)
         clock = DecodeClock()
+        eos_ids = set(self._decoder.eos_ids.tolist())
         with self._session(resolved, prepared) as applied:
             for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
-                for row in range(rows):
+                for row, token in enumerate(tokens.tolist()):
                     if finish[row] != "length":
                         continue
-                    token = int(tokens[row])
-                    if token in self._decoder.eos_ids.tolist():
+                    if token in eos_ids:
                         finish[row] = "eos"
                         continue
                     generated[row].append(token)

@@ -12,11 +12,10 @@ import re
 from dataclasses import dataclass
 
 _REFUSAL_PATTERNS = [
-    r"\bI(?:'m| am)? (?:sorry|afraid)\b",
+    r"\bI(?:'m| am) (?:so )?(?:sorry|afraid),? (?:but|I|that I)\b",
     r"\bI (?:can(?:no|')t|cannot|won'?t|will not|must decline|am not able|'m not able|am unable|'m unable|"
     r"do not|don'?t) (?:help|assist|provide|give|create|write|share|support|do that|comply|fulfil|engage|"
-    r"generate|offer|answer|explain|describe|tell)",
-    r"\bI (?:can(?:no|')t|cannot|won'?t|will not)\b(?! wait)",
+    r"generate|offer|answer|explain|describe|tell|fulfill|participate|condone|encourage|recommend|teach|show)",
     r"\b(?:my apologies|apologi[sz]e,? but)\b",
     r"\bnot (?:able|allowed|permitted|going) to (?:help|assist|provide)",
     r"\bunable to (?:help|assist|provide|comply)",
