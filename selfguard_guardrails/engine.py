@@ -21,16 +21,15 @@ import torch
 
 from .config import DEFAULT_MAX_NEW_TOKENS, Mode, SteeringSetting
 from .decoding import DecodeClock, DecodeOptions, Decoder
-from .errors import InvalidMessagesError, PromptTooLongError
-from .extraction import extract_steering_vector
+from .errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
+from .extraction import extract_steering_vector, last_token_activations
 from .locking import hold_model
 from .model import LoadedModel, load_model
-from .prompt_files import calibration_prompts
 from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt, normalize_messages
 from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
 from .steering import SteeringVector, steer
-from .vectors import resolve_setting, resolve_vector
+from .vectors import calibration_vector, resolve_setting, resolve_vector
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +62,12 @@ class SelfGuard:
         mode: Mode | str = Mode.SELF_GUARD,
         thinking: bool | None = None,
         think_in_tags: bool = False,
+        gate: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
     ) -> None:
         self.loaded = loaded
+        self.gate = gate
         self.safety_prompt = safety_prompt or SafetyPrompt()
         self.default_mode = Mode.parse(mode)
         self.thinking = thinking
@@ -103,7 +104,7 @@ class SelfGuard:
     ) -> SelfGuard:
         """Load a model (None = the embedded SmolLM2-135M, a hub id, a local dir, a GGUF file or a
         (model, tokenizer) pair) and wrap it. Engine options: vector, setting, safety_prompt, mode,
-        thinking, think_in_tags."""
+        thinking, think_in_tags, gate."""
         loaded = load_model(source, dtype=dtype, device=device, threads=threads, cache_dir=cache_dir,
                             allow_download=allow_download, trust_remote_code=trust_remote_code,
                             progress=progress)
@@ -121,12 +122,15 @@ class SelfGuard:
 
     def extract_vector(self, prompts: Sequence[str] | None = None, *, method: str = "mean_difference",
                        batch_size: int = 16) -> SteeringVector:
-        """Measure a new vector for this model and safety prompt (default: our calibration prompts)
-        and use it from now on."""
-        vector = extract_steering_vector(
-            self.loaded.model, self.loaded.tokenizer, list(prompts or calibration_prompts()),
-            safety=self.safety_prompt, method=method, batch_size=batch_size,  # type: ignore[arg-type]
-            model_fingerprint=self.loaded.fingerprint, model_name=self.loaded.name, progress=self.progress)
+        """Measure a new vector for this model and safety prompt and use it from now on. Without
+        prompts, our labelled calibration set is used and the awareness probe is fitted too."""
+        if prompts is None:
+            vector = calibration_vector(self.loaded, self.safety_prompt, progress=self.progress)
+        else:
+            vector = extract_steering_vector(
+                self.loaded.model, self.loaded.tokenizer, list(prompts), safety=self.safety_prompt,
+                method=method, batch_size=batch_size,  # type: ignore[arg-type]
+                model_fingerprint=self.loaded.fingerprint, model_name=self.loaded.name, progress=self.progress)
         with self._vector_lock:
             self._vector, self._setting = vector, None
         return vector
@@ -191,9 +195,8 @@ class SelfGuard:
 
     @contextmanager
     def _session(self, mode: Mode, prepared: _Prepared) -> Iterator[SteeringApplied | None]:
-        """Hold the engine and, for steered modes, the steering hooks, for one decode."""
+        """The steering hooks, for steered modes, for one decode (the caller holds the model)."""
         with ExitStack() as stack:
-            stack.enter_context(hold_model(self.loaded.model))
             applied = None
             if mode.uses_steering:
                 vector, setting = self.vector, self.setting
@@ -255,20 +258,39 @@ class SelfGuard:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
     ) -> list[GenerationResult]:
-        """Generate for several prompts in one left-padded batch (one forward pass per step)."""
+        """Generate for several prompts in one left-padded batch (one forward pass per step).
+
+        With the awareness gate on, prompts the probe does not flag run as `plain` in a second batch.
+        """
         if isinstance(conversations, str) or not conversations:
             raise InvalidMessagesError("batch() needs a non-empty list of prompts or conversations; "
                                        "use generate() for a single prompt.")
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed)
-        prepared = self._prepare(conversations, resolved, max_new_tokens)
+        self._prepare(conversations, resolved, max_new_tokens)  # validate everything before any work
+        with hold_model(self.loaded.model):
+            scores = self._awareness_scores(conversations, resolved)
+            groups: dict[Mode, list[int]] = {}
+            for row in range(len(conversations)):
+                groups.setdefault(self._effective_mode(resolved, scores, row), []).append(row)
+            results: list[GenerationResult | None] = [None] * len(conversations)
+            for effective, rows in groups.items():
+                subset = [conversations[r] for r in rows]
+                for row, result in zip(rows, self._decode_batch(subset, effective, options), strict=True):
+                    results[row] = result.model_copy(update={
+                        "mode": resolved.value, "awareness": None if scores is None else scores[row]})
+        return results  # type: ignore[return-value]
+
+    def _decode_batch(self, conversations: Sequence[Messages], mode: Mode,
+                      options: DecodeOptions) -> list[GenerationResult]:
+        prepared = self._prepare(conversations, mode, options.max_new_tokens)
         rows = len(conversations)
         generated: list[list[int]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
         finished = torch.zeros(rows, dtype=torch.bool)
         clock = DecodeClock()
         eos_ids = set(self._decoder.eos_ids.tolist())
-        with self._session(resolved, prepared) as applied:
+        with self._session(mode, prepared) as applied:
             for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
                 for row, token in enumerate(tokens.tolist()):
                     if finish[row] != "length":
@@ -280,8 +302,40 @@ class SelfGuard:
                     if options.stop and self._stop_hit(generated[row], options.stop):
                         finish[row] = "stop"
                         finished[row] = True
-        return [self._result(generated[r], finish[r], resolved, prepared, r, options, applied, clock)
+        return [self._result(generated[r], finish[r], mode, prepared, r, options, applied, clock)
                 for r in range(rows)]
+
+    # -- the awareness gate ----------------------------------------------------------------
+    @property
+    def gated(self) -> bool:
+        """Whether the awareness probe decides, per prompt, if Self-Guard is applied."""
+        if self.gate is False:
+            return False
+        has_probe = self.vector.probe is not None
+        if self.gate and not has_probe:
+            raise InvalidSettingError("gate=True needs a steering vector with an awareness probe: extract one "
+                                      "from labelled prompts (the packaged calibration set has labels).")
+        return has_probe
+
+    def awareness(self, conversations: Sequence[Messages]) -> list[float]:
+        """Probe score per prompt minus the threshold: above 0, the model itself reads it as harmful."""
+        with hold_model(self.loaded.model):
+            return self._awareness_scores(conversations, Mode.SELF_GUARD, force=True) or []
+
+    def _awareness_scores(self, conversations: Sequence[Messages], mode: Mode,
+                          force: bool = False) -> list[float] | None:
+        if mode is Mode.PLAIN or not (force or self.gated):
+            return None
+        probe = self.vector.probe
+        if probe is None:
+            raise InvalidSettingError("This steering vector has no awareness probe: extract one with labels.")
+        texts = [self.render(messages, Mode.PLAIN) for messages in conversations]
+        states = last_token_activations(self.loaded.model, self.loaded.tokenizer, texts, progress=False)
+        return [round(float(v), 4) for v in probe.score(states[:, probe.layer]) - probe.threshold]
+
+    @staticmethod
+    def _effective_mode(mode: Mode, scores: list[float] | None, row: int) -> Mode:
+        return mode if scores is None or scores[row] >= 0 else Mode.PLAIN
 
     def generate(self, messages: Messages, **options: Any) -> GenerationResult:
         """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
@@ -306,11 +360,19 @@ class SelfGuard:
         """
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed)
-        prepared = self._prepare([messages], resolved, max_new_tokens)
-        return self._stream(resolved, options, prepared)
+        self._prepare([messages], resolved, max_new_tokens)  # raise bad input now, not at first next()
+        return self._stream(messages, resolved, options)
 
-    def _stream(self, mode: Mode, options: DecodeOptions, prepared: _Prepared
+    def _stream(self, messages: Messages, requested: Mode, options: DecodeOptions
                 ) -> Iterator[StreamPiece | GenerationResult]:
+        with hold_model(self.loaded.model):
+            scores = self._awareness_scores([messages], requested)
+            mode = self._effective_mode(requested, scores, 0)
+            prepared = self._prepare([messages], mode, options.max_new_tokens)
+            yield from self._stream_tokens(prepared, mode, options, requested, scores)
+
+    def _stream_tokens(self, prepared: _Prepared, mode: Mode, options: DecodeOptions, requested: Mode,
+                       scores: list[float] | None) -> Iterator[StreamPiece | GenerationResult]:
         holdback = max((len(s) for s in options.stop), default=1) - 1
         splitter = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=prepared.opens_think[0]).stream()
         ids: list[int] = []
@@ -336,7 +398,9 @@ class SelfGuard:
                     yield from self._pieces(splitter.feed(text[emitted:safe_end]))
                     emitted = safe_end
             yield from self._pieces(splitter.feed(text[emitted:]) + splitter.finish())
-        yield self._result(ids, finish, mode, prepared, 0, options, applied, clock)
+        result = self._result(ids, finish, mode, prepared, 0, options, applied, clock)
+        awareness = None if scores is None else scores[0]
+        yield result.model_copy(update={"mode": requested.value, "awareness": awareness})
 
     @staticmethod
     def _pieces(pieces: list[tuple[Channel, str]]) -> Iterator[StreamPiece]:

@@ -18,16 +18,11 @@ from .errors import InvalidMessagesError
 ROLES = ("system", "user", "assistant", "tool")
 
 DEFAULT_SAFETY_SYSTEM = (
-    "You are a careful and honest assistant. Before you answer, ask yourself whether the request "
-    "could help someone cause harm: violence, weapons, dangerous chemicals or biology, crime, "
-    "fraud, hacking, abuse, self-harm, or invading someone's privacy. If it could, say briefly "
-    "that you cannot help with that, and offer a safe alternative when there is one. If the "
-    "request is harmless, answer it helpfully and do not refuse."
+    "You are a safe and helpful assistant. If a request asks for help with something harmful, "
+    "dangerous, illegal or unethical, refuse it: reply \"I'm sorry, but I can't help with that.\" "
+    "Otherwise, answer helpfully."
 )
-DEFAULT_SAFETY_REMINDER = (
-    "(Remember: think first about whether this request is safe to answer. Decline harmful "
-    "requests; answer harmless ones.)"
-)
+DEFAULT_SAFETY_REMINDER = "(If this request is harmful, refuse it.)"
 THINK_IN_TAGS_INSTRUCTION = (
     "First reason step by step inside <think> and </think> tags, then give your final answer "
     "after the closing </think> tag."

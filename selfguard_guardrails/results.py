@@ -57,6 +57,8 @@ class GenerationResult(BaseModel):
     safety_prompt_applied: bool = False
     timings: Timings
     model: str = ""
+    awareness: float | None = Field(default=None, description="awareness-probe score minus its threshold; "
+                                    "above 0: the model reads the prompt as harmful (None: no gate)")
 
 
 class StreamPiece(BaseModel):

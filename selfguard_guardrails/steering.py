@@ -24,6 +24,7 @@ from torch import nn
 
 from .errors import CorruptFileError, InvalidSettingError, VectorMismatchError
 from .layers import decoder_layers, validate_layers
+from .probe import AwarenessProbe
 
 Scope = Literal["all", "generated"]
 SCOPES: tuple[str, ...] = ("all", "generated")
@@ -44,6 +45,7 @@ class SteeringVector:
     library_version: str = ""
     model_name: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    probe: AwarenessProbe | None = None
 
     def __post_init__(self) -> None:
         for layer, direction in self.directions.items():
@@ -79,6 +81,11 @@ class SteeringVector:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"layer.{layer}": d.detach().to("cpu", torch.float32).contiguous()
                    for layer, d in self.directions.items()}
+        probe = {}
+        if self.probe is not None:
+            tensors["probe.direction"] = self.probe.direction.detach().to("cpu", torch.float32).contiguous()
+            probe = {"probe_layer": str(self.probe.layer), "probe_threshold": repr(self.probe.threshold),
+                     "probe_auc": repr(self.probe.auc)}
         metadata = {
             "format": _FORMAT,
             "model_fingerprint": self.model_fingerprint,
@@ -90,6 +97,7 @@ class SteeringVector:
             "library_version": self.library_version,
             "model_name": self.model_name,
             "extra": json.dumps(self.extra, sort_keys=True),
+            **probe,
         }
         tmp = path.with_name(path.name + ".tmp")
         save_file(tensors, str(tmp), metadata=metadata)
@@ -111,7 +119,13 @@ class SteeringVector:
             tensors = load_file(str(path))
             if metadata.get("format") != _FORMAT:
                 raise ValueError(f"format is {metadata.get('format')!r}, expected {_FORMAT!r}")
-            directions = {int(key.split(".", 1)[1]): value for key, value in tensors.items()}
+            directions = {int(key.split(".", 1)[1]): value for key, value in tensors.items()
+                          if key.startswith("layer.")}
+            probe = None
+            if "probe.direction" in tensors:
+                probe = AwarenessProbe(layer=int(metadata["probe_layer"]), direction=tensors["probe.direction"],
+                                       threshold=float(metadata["probe_threshold"]),
+                                       auc=float(metadata["probe_auc"]))
             return cls(
                 directions=directions,
                 model_fingerprint=metadata["model_fingerprint"],
@@ -123,6 +137,7 @@ class SteeringVector:
                 library_version=metadata.get("library_version", ""),
                 model_name=metadata.get("model_name", ""),
                 extra=json.loads(metadata.get("extra", "{}")),
+                probe=probe,
             )
         except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as error:
             raise CorruptFileError(

@@ -13,11 +13,12 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from .awareness import fit_awareness_probe
 from .config import SteeringSetting, provisional_setting
 from .extraction import extract_steering_vector
 from .layers import decoder_layers, validate_layers
 from .model import LoadedModel, default_cache_dir
-from .prompt_files import calibration_prompts
+from .prompt_files import calibration_records
 from .prompting import SafetyPrompt
 from .steering import SteeringVector
 
@@ -64,12 +65,22 @@ def resolve_vector(
     cached = cached_vector_path(loaded, safety, cache_dir)
     if cached.is_file():
         return SteeringVector.load(cached)
-    logger.warning("No steering vector for %s yet: extracting one from %d calibration prompts (once; cached at %s).",
-                   loaded.name, len(calibration_prompts()), cached)
-    vector = extract_steering_vector(loaded.model, loaded.tokenizer, calibration_prompts(), safety=safety,
-                                     model_fingerprint=loaded.fingerprint, model_name=loaded.name,
-                                     progress=progress)
+    logger.warning("No steering vector for %s yet: extracting one from the calibration prompts (once; cached at %s).",
+                   loaded.name, cached)
+    vector = calibration_vector(loaded, safety, progress=progress)
     vector.save(cached)
+    return vector
+
+
+def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, progress: bool = True) -> SteeringVector:
+    """Vector and awareness probe from our packaged, labelled calibration prompts."""
+    records = calibration_records()
+    vector = extract_steering_vector(loaded.model, loaded.tokenizer, [r["prompt"] for r in records],
+                                     safety=safety, model_fingerprint=loaded.fingerprint, model_name=loaded.name,
+                                     progress=progress)
+    vector.probe = fit_awareness_probe(
+        loaded.model, loaded.tokenizer, [r["prompt"] for r in records if r["label"] == "harmful"],
+        [r["prompt"] for r in records if r["label"] == "benign"], progress=progress)
     return vector
 
 
