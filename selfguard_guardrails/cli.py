@@ -133,8 +133,9 @@ def _common_options() -> argparse.ArgumentParser:
                        help="let a hub id be downloaded (otherwise only the local HF cache is used)")
     model.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16 or auto")
     model.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps ...")
-    model.add_argument("--threads", type=_int_at_least("--threads", 1), metavar="N",
-                       help="torch CPU threads (default: torch's own choice)")
+    model.add_argument("--threads", type=_int_at_least("--threads", 1), metavar="N", default="auto",
+                       help="torch CPU threads (default: 1 for models under 1B parameters on the CPU, "
+                       "unless OMP_NUM_THREADS is set; else torch's own choice)")
     model.add_argument("--cache-dir", metavar="DIR",
                        help="cache for dequantized models and vectors (default: $SELFGUARD_CACHE_DIR or "
                             "~/.cache/selfguard-guardrails)")

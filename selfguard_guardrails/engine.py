@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -95,7 +95,7 @@ class SelfGuard:
         *,
         dtype: str | torch.dtype = "float32",
         device: str = "cpu",
-        threads: int | None = None,
+        threads: int | Literal["auto"] | None = "auto",
         cache_dir: str | os.PathLike | None = None,
         allow_download: bool = False,
         trust_remote_code: bool = False,

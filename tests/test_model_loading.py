@@ -512,3 +512,22 @@ def test_embedded_second_load_reads_the_cache(embedded_cold, monkeypatch, capfd)
     texts = ["What is the capital of France?", "Hi"]
     assert torch.equal(_logits(cold, texts), _logits(cached, texts))
     print(f"embedded cached load: {seconds:.2f} s", file=sys.stderr)
+
+
+def test_auto_threads_uses_one_thread_for_small_cpu_models_unless_the_user_chose(monkeypatch):
+    from selfguard_guardrails.model import auto_threads
+    from tests.conftest import tiny_llama
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        auto_threads(tiny_llama(vocab_size=64), "cpu")
+        assert torch.get_num_threads() == 2  # the user's OMP_NUM_THREADS wins
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        auto_threads(tiny_llama(vocab_size=64), "cuda")
+        assert torch.get_num_threads() == 2  # not a CPU model
+        auto_threads(tiny_llama(vocab_size=64), "cpu")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
