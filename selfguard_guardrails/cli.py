@@ -548,6 +548,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .extraction import extract_steering_vector
     from .layers import validate_layers
     from .model import load_model
+    from .vectors import calibration_vector
 
     if args.prompts is not None:
         prompts, origin = _read_prompt_file(args.prompts, minimum=2), args.prompts
@@ -570,10 +571,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
                                   strength=args.strength if args.strength is not None else base.strength,
                                   scope=args.scope or base.scope, source="vector file")
     started = time.perf_counter()
-    vector = extract_steering_vector(loaded.model, loaded.tokenizer, prompts, safety=engine.safety_prompt,
-                                     method=args.method, batch_size=args.batch_size,
-                                     model_fingerprint=loaded.fingerprint, model_name=loaded.name,
-                                     progress=not args.quiet)
+    if args.prompts is None and args.method == "mean_difference":  # labelled: the awareness probe too
+        vector = calibration_vector(loaded, engine.safety_prompt, progress=not args.quiet)
+    else:
+        vector = extract_steering_vector(loaded.model, loaded.tokenizer, prompts, safety=engine.safety_prompt,
+                                         method=args.method, batch_size=args.batch_size,
+                                         model_fingerprint=loaded.fingerprint, model_name=loaded.name,
+                                         progress=not args.quiet)
     if setting is not None:
         vector.extra["setting"] = json.dumps({"layers": list(setting.layers), "strength": setting.strength,
                                               "scope": setting.scope})
@@ -591,6 +595,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         "  setting:  " + (f"layers {format_layers(setting.layers)}, λ {setting.strength:g}, scope {setting.scope} "
                           "(recorded in the file)" if setting is not None
                           else "none recorded (the engine's default applies; set one with --layers/--strength)"),
+        "  awareness probe: " + (f"layer {vector.probe.layer}, held-out AUC {vector.probe.auc:.3f}"
+                                 if vector.probe is not None else "none (needs the labelled calibration set)"),
         "  norm per layer:",
         *_norms_table(vector.norms()),
     ]

@@ -51,16 +51,17 @@ class SteeringSetting:
 
 
 # From a prototype on the embedded SmolLM2-135M (30 layers): λ 0.6 on layers 18-20 with the
-# safety prompt. Issue 3 replaces this with a calibrated setting.
+# safety prompt, steering generated tokens only (on top of the safety prompt, steering the prompt
+# positions too wrecked a fifth of the answers). Calibration replaces this per model.
 PROVISIONAL_STRENGTH = 0.6
 PROVISIONAL_DEPTH = (0.6, 0.7)
 
 
 def provisional_setting(num_layers: int) -> SteeringSetting:
-    """The layers at 60-70% depth (18-20 of 30; at least one), λ 0.6: a start, not a calibration."""
+    """The layers at 60-70% depth (18-20 of 30; at least one), λ 0.6, generated tokens: a start, not a calibration."""
     first = int(num_layers * PROVISIONAL_DEPTH[0])
     last = max(first, min(num_layers - 1, int(num_layers * PROVISIONAL_DEPTH[1]) - 1))
-    return SteeringSetting(layers=tuple(range(first, last + 1)), strength=PROVISIONAL_STRENGTH)
+    return SteeringSetting(layers=tuple(range(first, last + 1)), strength=PROVISIONAL_STRENGTH, scope="generated")
 
 
 DEFAULT_MAX_NEW_TOKENS = 256
