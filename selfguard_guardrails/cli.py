@@ -102,6 +102,11 @@ def _int_at_least(what: str, minimum: int):
     return convert
 
 
+def _threads(text: str) -> int | str:
+    """`auto` (the library's choice) or a whole number >= 1."""
+    return text if text == "auto" else _int_at_least("--threads", 1)(text)
+
+
 def format_layers(layers: Iterable[int]) -> str:
     """[18, 19, 20, 25] -> "18-20,25"."""
     ordered = sorted(set(layers))
@@ -133,7 +138,7 @@ def _common_options() -> argparse.ArgumentParser:
                        help="let a hub id be downloaded (otherwise only the local HF cache is used)")
     model.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16 or auto")
     model.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps ...")
-    model.add_argument("--threads", type=_int_at_least("--threads", 1), metavar="N", default="auto",
+    model.add_argument("--threads", type=_threads, metavar="N", default="auto",
                        help="torch CPU threads (default: 1 for models under 1B parameters on the CPU, "
                        "unless OMP_NUM_THREADS is set; else torch's own choice)")
     model.add_argument("--cache-dir", metavar="DIR",

@@ -126,7 +126,7 @@ def test_extract_writes_a_loadable_vector_with_its_setting(setup):
     vector = SteeringVector.load(setup.vector)
     assert vector.num_layers == 30 and vector.hidden_size == 576
     assert vector.num_prompts == 3
-    assert json.loads(vector.extra["setting"]) == {"layers": [17, 18, 19], "strength": 0.5, "scope": "all"}
+    assert json.loads(vector.extra["setting"]) == {"layers": [17, 18, 19], "strength": 0.5, "scope": "generated"}
     assert setup.vector in setup.summary
     assert "3 prompts" in setup.summary and "17-19" in setup.summary
     assert " 29:" in setup.summary  # one norm per layer

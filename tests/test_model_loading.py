@@ -469,6 +469,7 @@ def embedded_cold(tmp_path_factory):
     """The embedded model loaded once into an empty session cache (dequantizes: ~16 s)."""
     embedded_gguf_path()  # skips nothing: fails loudly if the package is missing
     cache = tmp_path_factory.mktemp("selfguard_cache")
+    model_mod._hash_memo.clear()  # earlier tests in this process may have hashed the GGUF already
     started = time.perf_counter()
     loaded = load_model(cache_dir=cache, progress=False)
     return loaded, cache, time.perf_counter() - started
