@@ -152,6 +152,23 @@ def bench_decode(loaded: LoadedModel, vector: SteeringVector, pairs: int, tokens
     return results
 
 
+def bench_gate(engine: SelfGuard, pairs: int, tokens: int) -> dict[str, Any]:
+    """What the awareness gate adds to a call: one forward pass over the prompt, against a whole
+    plain generation of `tokens` tokens, alternating."""
+    probe: list[float] = []
+    generation: list[float] = []
+    for _ in range(pairs):
+        started = time.perf_counter()
+        engine.awareness([PROMPT])
+        probe.append(time.perf_counter() - started)
+        result = engine.generate(PROMPT, mode="plain", max_new_tokens=tokens, min_new_tokens=tokens)
+        generation.append(result.timings.total_seconds)
+    return {"probe_seconds": probe, "generation_seconds": generation,
+            "median_probe_seconds": statistics.median(probe),
+            "median_generation_seconds": statistics.median(generation),
+            "probe_vs_generation": statistics.median(probe) / statistics.median(generation)}
+
+
 def bench_threads(loaded: LoadedModel, vector: SteeringVector, pairs: int, tokens: int) -> dict[str, Any]:
     engine = steered_engine(loaded, vector, LAYER_SETS["30 layers (0-29)"])
     original = torch.get_num_threads()
@@ -215,6 +232,9 @@ def table(report: dict[str, Any]) -> str:
     row("peak RSS after extraction, MiB", f"{memory['peak_rss_after_extraction_mib']:.0f}")
     row("peak RSS, cold-load child, MiB", f"{load['cold_child_peak_rss_mib']:.0f}")
     row("peak RSS, cached-load child, MiB", f"{load['cached_child_peak_rss_mib']:.0f}")
+    gate = report["gate"]
+    row(f"awareness gate (probe pass), s vs {report['settings']['tokens']}-token generation",
+        f"{gate['median_probe_seconds']:.3f}", f"{gate['probe_vs_generation']:.3f}")
     threads = report["threads"]
     for name in ("1 thread", "2 threads"):
         decode_rows(f"{name}, 30 layers:", threads[name])
@@ -255,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         decode_rate(warm, "steer", tokens)
         report["decode"] = bench_decode(loaded, vector, pairs, tokens)
         report["threads"] = bench_threads(loaded, vector, pairs, tokens)
+        log("gate: probe pass vs plain generation...")
+        report["gate"] = bench_gate(engine, pairs, tokens)
         memory["peak_rss_after_decode_mib"] = peak_rss_mib()
         report["extraction"] = bench_extraction(loaded, prompts)
         memory["peak_rss_after_extraction_mib"] = peak_rss_mib()
