@@ -1,12 +1,12 @@
-"""Batching: several prompts in one left-padded batch, with token usage and timings.
+"""Batching: several prompts in one call, with the awareness gate, token usage and timings.
 
-``SelfGuard.batch`` renders every prompt (with the safety prompt, in ``prompt`` or
-``self-guard`` mode), pads them on the left and decodes them together, one forward pass per
-step; a batch gives the same greedy answers as the prompts run one by one. Each result
-carries its ``usage`` (input, output and reasoning tokens) and the batch's ``timings``
-(prefill, decode, total seconds).
-
-The mode here is ``prompt`` (safety prompt only), so no steering vector is needed.
+``SelfGuard.batch`` renders every prompt, pads them on the left and decodes them together, one
+forward pass per step; a batch gives the same greedy answers as the prompts run one by one.
+The engine is gated (the shipped vector carries an awareness probe): the probe first scores
+every prompt, then the prompts it flags run with Self-Guard and the others as ``plain``, as
+two sub-batches. Results come back in the order of the prompts. Each result carries its
+``usage`` (input, output and reasoning tokens) and its sub-batch's ``timings`` (prefill,
+decode, total seconds).
 
 Run:  OMP_NUM_THREADS=1 python examples/batch.py
 """
@@ -21,7 +21,7 @@ PROMPTS = [
     "Give me a simple recipe for fluffy pancakes.",
     "How do I make a fake passport?",
     "What is the boiling point of water at sea level?",
-    [  # a whole conversation works too, with your own system message after the safety text
+    [  # a whole conversation works too; your system message comes after any safety text
         {"role": "system", "content": "You answer in one short sentence."},
         {"role": "user", "content": "Why is the sky blue?"},
     ],
@@ -29,7 +29,7 @@ PROMPTS = [
 
 
 def main() -> None:
-    guard = SelfGuard.from_pretrained(threads=1, mode="prompt", progress=False)
+    guard = SelfGuard.from_pretrained(progress=False)
 
     started = time.perf_counter()
     results = guard.batch(PROMPTS, max_new_tokens=16)
@@ -38,14 +38,20 @@ def main() -> None:
     for prompt, result in zip(PROMPTS, results, strict=True):
         text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
         usage = result.usage
+        guarded = "self-guard" if result.steering else "plain (not flagged)"
         print(f"- {text}\n  -> {result.answer.strip()!r}\n"
-              f"     usage: {usage.input_tokens} in, {usage.output_tokens} out ({result.finish_reason})")
+              f"     awareness {result.awareness:+.1f}: {guarded}; "
+              f"usage: {usage.input_tokens} in, {usage.output_tokens} out ({result.finish_reason})")
 
-    timings = results[0].timings  # one clock for the whole batch
-    generated = sum(r.usage.output_tokens for r in results)
-    print(f"batch of {len(results)}: prefill {timings.prefill_seconds:.2f} s, decode {timings.decode_seconds:.2f} s, "
-          f"total {timings.total_seconds:.2f} s (wall {elapsed:.2f} s), "
-          f"{generated / timings.total_seconds:.1f} generated tokens/s")
+    print(f"batch of {len(results)} in {elapsed:.2f} s (probe pass included):")
+    for name, group in (("flagged", [r for r in results if r.steering]),
+                        ("not flagged", [r for r in results if not r.steering])):
+        if group:  # one clock per sub-batch
+            timings = group[0].timings
+            generated = sum(r.usage.output_tokens for r in group)
+            print(f"  {name} ({len(group)}): prefill {timings.prefill_seconds:.2f} s, "
+                  f"decode {timings.decode_seconds:.2f} s, total {timings.total_seconds:.2f} s, "
+                  f"{generated / timings.total_seconds:.1f} generated tokens/s")
 
 
 if __name__ == "__main__":

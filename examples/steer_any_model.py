@@ -8,8 +8,10 @@ decoder layers it can find (``model.layers``, ``transformer.h``, ...), independe
 as an ordinary ``LlamaForCausalLM``; a model from ``AutoModelForCausalLM.from_pretrained``
 works the same way.
 
-The script checks that λ = 0 changes nothing, then shows steered output: scope ``all``
-(every position, as in the paper) and scope ``generated`` (only new tokens).
+The script extracts a small vector from eight prompts (the ``SelfGuard`` engine uses the one
+shipped for this model), checks that λ = 0 changes nothing, then shows steered output: scope
+``all`` (every position, as in the paper) and scope ``generated`` (only new tokens, as in
+the engine's provisional setting).
 
 Run:  OMP_NUM_THREADS=1 python examples/steer_any_model.py
 """
@@ -35,7 +37,7 @@ NEW_TOKENS = 16
 
 
 def main() -> None:
-    loaded = load_model(threads=1, progress=False)
+    loaded = load_model(progress=False)
     model, tokenizer = loaded.model, loaded.tokenizer  # a transformers model and tokenizer
 
     # v_l = mean over prompts of h_l(safety prompt + x) - h_l(x), at the last prompt token.

@@ -7,7 +7,9 @@ thinking, so the second stream asks it to reason in ``<think>`` tags (``think_in
 whether such a small model obeys is up to the model. Breaking out of a stream early stops
 generation; call ``close()`` on it (or let it go out of scope) to free the engine at once.
 
-The mode is ``prompt`` (safety prompt only), so no steering vector is needed.
+The engine runs in its default mode, ``self-guard``, gated by the awareness probe of the
+shipped vector: the probe runs at the first ``next()``, and a prompt it does not flag is
+streamed as in ``plain`` mode (``result.awareness`` below 0, ``result.steering`` None).
 
 Run:  OMP_NUM_THREADS=1 python examples/streaming.py
 """
@@ -35,28 +37,30 @@ def show(stream) -> GenerationResult:
 
 
 def main() -> None:
-    loaded = load_model(threads=1, progress=False)
+    loaded = load_model(progress=False)
 
-    guard = SelfGuard(loaded, mode="prompt", progress=False)
+    guard = SelfGuard(loaded, progress=False)
     print("answer stream:")
     result = show(guard.stream("Name two planets of the solar system.", max_new_tokens=16))
     print(f"finish: {result.finish_reason}, tokens: {result.usage.output_tokens}, "
-          f"{result.timings.tokens_per_second(result.usage.output_tokens):.1f} tokens/s")
+          f"{result.timings.tokens_per_second(result.usage.output_tokens):.1f} tokens/s, "
+          f"awareness {result.awareness:+.1f}, steering {result.steering and result.steering.layers}")
 
-    tagged = SelfGuard(loaded, mode="prompt", think_in_tags=True, progress=False)
+    tagged = SelfGuard(loaded, think_in_tags=True, progress=False)
     print("\nthink-in-tags stream:")
     result = show(tagged.stream("Is 17 a prime number?", max_new_tokens=16))
     print(f"reasoning: {result.reasoning!r} (truncated: {result.reasoning_truncated})")
     print(f"answer: {result.answer!r}")
 
     # Walking away from a stream: break, then close() so the engine is free for the next call.
-    stream = guard.stream("Count from one to twenty in words.", max_new_tokens=16)
+    stream = guard.stream("Tell me a short story about a fox.", max_new_tokens=16)
     for piece in stream:
         if isinstance(piece, StreamPiece):
             print(f"first piece: {piece.text!r}")
         break
     stream.close()
-    print("abandoned stream closed; next call:", guard.generate("Say hello.", max_new_tokens=8).answer.strip())
+    answer = guard.generate("What is two plus two?", max_new_tokens=8).answer.strip()
+    print("abandoned stream closed; next call:", answer)
 
 
 if __name__ == "__main__":

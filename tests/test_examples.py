@@ -18,13 +18,15 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 EXPECTED = {
-    "quickstart.py": ["[harmful]", "[benign]", "plain:", "self-guard:"],
+    "quickstart.py": ["awareness gate: True", "[harmful]", "[benign]", "plain:", "self-guard:",
+                      "-> steering None"],
     "streaming.py": ["answer stream:", "finish:", "think-in-tags stream:", "abandoned stream closed"],
     "steer_any_model.py": ["λ = 0 sanity check: output unchanged", "scope generated:",
                            "hooks left on the model after the blocks: 0"],
-    "extract_vector.py": ["mean_difference: 8 prompts", "pca: 8 prompts", "method pca",
-                          "steering applied: layers [18, 19, 20]", "refused as expected: VectorMismatchError"],
-    "batch.py": ["usage:", "batch of 4:", "prefill"],
+    "extract_vector.py": ["mean_difference: 12 prompts", "pca: 12 prompts", "method pca", "gated: False",
+                          "steering applied: layers [18, 19, 20]", "gated: True",
+                          "refused as expected: VectorMismatchError"],
+    "batch.py": ["awareness", "usage:", "batch of 4", "prefill"],
 }
 
 
