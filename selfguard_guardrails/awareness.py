@@ -56,7 +56,7 @@ def fit_awareness_probe(
     states = last_token_activations(model, tokenizer, plain_renders(tokenizer, [*harmful, *benign]),
                                     batch_size=batch_size, desc="awareness probe", progress=progress)
     labels = torch.tensor([1] * len(harmful) + [0] * len(benign))
-    held = torch.arange(len(labels)) % round(1 / holdout) == 0  # a fixed, interleaved held-out split
+    held = torch.arange(len(labels)) % 10 < round(holdout * 10)  # a fixed, interleaved held-out split
     train_h, train_b = states[(labels == 1) & ~held], states[(labels == 0) & ~held]
     test_h, test_b = states[(labels == 1) & held], states[(labels == 0) & held]
     best: tuple[float, int, torch.Tensor] | None = None

@@ -151,7 +151,10 @@ def _common_options() -> argparse.ArgumentParser:
                           help="decoder layers to steer, e.g. 18,19,20 or 18-20")
     steering.add_argument("--strength", type=_finite_float("--strength"), metavar="LAMBDA",
                           help="steering strength λ, e.g. 0.6")
-    steering.add_argument("--scope", choices=SCOPES, help="steer all positions (default) or generated tokens only")
+    steering.add_argument("--no-gate", action="store_true",
+                          help="apply Self-Guard to every prompt, not only those the awareness probe flags")
+    steering.add_argument("--scope", choices=SCOPES, help="steer all positions or generated tokens only "
+                          "(default: the setting in the vector file, else generated)")
     steering.add_argument("--thinking", choices=("on", "off"),
                           help="switch the chat template's thinking on/off (default: the template's own)")
     steering.add_argument("--think-in-tags", action="store_true",
@@ -277,7 +280,8 @@ def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGu
     loaded = load_model(args.model, dtype=args.dtype, device=args.device, threads=args.threads,
                         cache_dir=args.cache_dir, allow_download=args.allow_download, progress=not args.quiet)
     options: dict[str, Any] = {"mode": mode, "thinking": _thinking(args), "think_in_tags": args.think_in_tags,
-                               "cache_dir": args.cache_dir, "progress": not args.quiet}
+                               "gate": False if args.no_gate else None, "cache_dir": args.cache_dir,
+                               "progress": not args.quiet}
     engine = SelfGuard(loaded, vector=vector, **options)
     if vector is not None:
         engine.vector  # noqa: B018 - checks now that the vector fits this model
@@ -289,7 +293,7 @@ def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGu
     setting = SteeringSetting(
         layers=tuple(args.layers if args.layers is not None else base.layers),
         strength=args.strength if args.strength is not None else base.strength,
-        scope=args.scope or (base.scope if base is not None else "all"),
+        scope=args.scope or (base.scope if base is not None else "generated"),
         source="command line",
     )
     return SelfGuard(loaded, vector=engine.vector if base is not None else vector, setting=setting, **options)
@@ -576,8 +580,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
                                   strength=args.strength if args.strength is not None else base.strength,
                                   scope=args.scope or base.scope, source="vector file")
     started = time.perf_counter()
-    if args.prompts is None and args.method == "mean_difference":  # labelled: the awareness probe too
-        vector = calibration_vector(loaded, engine.safety_prompt, progress=not args.quiet)
+    if args.prompts is None:  # our labelled set: fit the awareness probe too
+        vector = calibration_vector(loaded, engine.safety_prompt, method=args.method, batch_size=args.batch_size,
+                                    progress=not args.quiet)
     else:
         vector = extract_steering_vector(loaded.model, loaded.tokenizer, prompts, safety=engine.safety_prompt,
                                          method=args.method, batch_size=args.batch_size,
@@ -631,6 +636,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("steering", f"layers {format_layers(steering['layers'])}, λ {steering['strength']:g}, "
                      f"scope {steering['scope']} ({steering['source']})"),
         ("vector norms", norms or "-"),
+        ("awareness gate", (f"on, probe at layer {gate['probe_layer']} (held-out AUC {gate['probe_auc']})"
+                            if (gate := info["gate"])["on"] else "off")),
         ("torch threads", info["torch_threads"]),
     ]
     width = max(len(name) for name, _ in rows) + 2

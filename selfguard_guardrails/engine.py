@@ -125,7 +125,8 @@ class SelfGuard:
         """Measure a new vector for this model and safety prompt and use it from now on. Without
         prompts, our labelled calibration set is used and the awareness probe is fitted too."""
         if prompts is None:
-            vector = calibration_vector(self.loaded, self.safety_prompt, progress=self.progress)
+            vector = calibration_vector(self.loaded, self.safety_prompt, method=method, batch_size=batch_size,
+                                        progress=self.progress)
         else:
             vector = extract_steering_vector(
                 self.loaded.model, self.loaded.tokenizer, list(prompts), safety=self.safety_prompt,
@@ -167,6 +168,8 @@ class SelfGuard:
                        "norms": {str(k): round(v, 4) for k, v in vector.norms().items() if k in setting.layers}},
             "steering": {"layers": list(setting.layers), "strength": setting.strength, "scope": setting.scope,
                          "source": setting.source},
+            "gate": {"on": self.gated, "probe_layer": probe.layer, "probe_auc": round(probe.auc, 4)}
+            if (probe := vector.probe) is not None else {"on": False},
             "torch_threads": torch.get_num_threads(),
         }
 
@@ -331,7 +334,7 @@ class SelfGuard:
             raise InvalidSettingError("This steering vector has no awareness probe: extract one with labels.")
         texts = [self.render(messages, Mode.PLAIN) for messages in conversations]
         states = last_token_activations(self.loaded.model, self.loaded.tokenizer, texts, progress=False)
-        return [round(float(v), 4) for v in probe.score(states[:, probe.layer]) - probe.threshold]
+        return [float(v) for v in probe.score(states[:, probe.layer]) - probe.threshold]
 
     @staticmethod
     def _effective_mode(mode: Mode, scores: list[float] | None, row: int) -> Mode:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .awareness import fit_awareness_probe
 from .config import SteeringSetting, provisional_setting
-from .extraction import extract_steering_vector
+from .extraction import Method, extract_steering_vector
 from .layers import decoder_layers, validate_layers
 from .model import LoadedModel, default_cache_dir
 from .prompt_files import calibration_records
@@ -72,15 +72,17 @@ def resolve_vector(
     return vector
 
 
-def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, progress: bool = True) -> SteeringVector:
+def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, method: Method = "mean_difference",
+                       batch_size: int = 16, progress: bool = True) -> SteeringVector:
     """Vector and awareness probe from our packaged, labelled calibration prompts."""
     records = calibration_records()
     vector = extract_steering_vector(loaded.model, loaded.tokenizer, [r["prompt"] for r in records],
-                                     safety=safety, model_fingerprint=loaded.fingerprint, model_name=loaded.name,
+                                     safety=safety, method=method, batch_size=batch_size,
+                                     model_fingerprint=loaded.fingerprint, model_name=loaded.name,
                                      progress=progress)
     vector.probe = fit_awareness_probe(
         loaded.model, loaded.tokenizer, [r["prompt"] for r in records if r["label"] == "harmful"],
-        [r["prompt"] for r in records if r["label"] == "benign"], progress=progress)
+        [r["prompt"] for r in records if r["label"] == "benign"], batch_size=batch_size, progress=progress)
     return vector
 
 

@@ -307,3 +307,12 @@ def test_bad_input_exits_2_with_a_clear_message(setup, capsys, tmp_path, argv, m
     assert out == ""
     assert message in err
     assert "Traceback" not in err
+
+
+def test_info_reports_the_awareness_gate_and_no_gate_turns_it_off(setup, capsys):
+    rc, out, _ = run(capsys, "info", "--json")
+    assert rc == 0
+    gate = json.loads(out)["gate"]
+    assert gate["on"] is True and 0 <= gate["probe_layer"] < 30
+    rc, out, _ = run(capsys, "info", "--json", "--no-gate")
+    assert rc == 0 and json.loads(out)["gate"]["on"] is False
