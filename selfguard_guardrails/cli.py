@@ -230,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", parents=[common], help="what is loaded and how it is steered")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    from .evaluation.command import add_eval_command
+
+    add_eval_command(commands, common)
     return parser
 
 

@@ -1,0 +1,204 @@
+"""Run prompt sets through engine modes, judge every answer, and keep the records safe.
+
+Records go to `records.jsonl` one batch at a time (flushed and synced), so a crash loses no
+finished row; a rerun with the same output directory skips what is already there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..config import Mode
+from ..errors import CorruptFileError, InvalidSettingError
+from .datasets import EvalItem
+from .judges import degeneration, is_refusal
+from .metrics import awareness_compliance_gap, is_correct_answer, next_token_kl, rate
+
+logger = logging.getLogger(__name__)
+
+SETS = ("harmful", "benign", "utility")
+RECORDS = "records.jsonl"
+Judge = Callable[[str, str], bool]  # (prompt, answer) -> refused
+
+
+def keyword_judge(prompt: str, answer: str) -> bool:
+    """The default refusal judge: a decline in the opening sentences (see judges.py)."""
+    return is_refusal(answer)
+
+
+def _key(record: dict[str, Any]) -> tuple[str, str, str]:
+    return record["set"], record["id"], record["mode"]
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Records written so far; a torn last line (a crash mid-write) is dropped, not fatal."""
+    if not path.is_file():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                logger.warning("Dropping a torn last line of %s (an interrupted run).", path)
+                continue
+            raise CorruptFileError(f"{path} line {number} is not valid JSON ({error}): remove that line or "
+                                   "start a new --out directory.") from error
+    return records
+
+
+@dataclass
+class EvalRun:
+    """One evaluation: engine, modes, output directory, judge; `run` is resumable."""
+
+    engine: Any
+    out_dir: Path
+    modes: Sequence[str]
+    max_new_tokens: int = 96
+    batch_size: int = 8
+    judge: Judge = keyword_judge
+    progress: bool = True
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.modes = [Mode.parse(m).value for m in self.modes]
+        if not self.modes:
+            raise InvalidSettingError("Give at least one mode, e.g. --modes plain,self-guard.")
+        self.out_dir = Path(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def records_path(self) -> Path:
+        return self.out_dir / RECORDS
+
+    def run(self, sets: dict[str, list[EvalItem]]) -> dict[str, Any]:
+        """Generate and judge every (set, item, mode) not yet recorded, then compute the metrics."""
+        unknown = set(sets) - set(SETS)
+        if unknown:
+            raise InvalidSettingError(f"Unknown prompt set {sorted(unknown)}: use {', '.join(SETS)}.")
+        self.records = read_records(self.records_path)
+        self._drop_torn_tail()
+        done = {_key(r) for r in self.records}
+        todo = [(name, mode, [i for i in items if (name, i.id, mode) not in done])
+                for name, items in sets.items() for mode in self.modes]
+        total = sum(len(items) for _, _, items in todo)
+        if done:
+            logger.info("Resuming: %d records already in %s, %d to go.", len(done), self.records_path, total)
+        with self.records_path.open("a", encoding="utf-8") as sink, \
+                tqdm(total=total, desc="eval", unit="prompt", disable=not self.progress) as bar:
+            for name, mode, items in todo:
+                for start in range(0, len(items), self.batch_size):
+                    batch = items[start:start + self.batch_size]
+                    new = self._judge_batch(name, mode, batch)
+                    sink.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                    self.records.extend(new)
+                    bar.update(len(batch))
+        return self.metrics(sets)
+
+    def _drop_torn_tail(self) -> None:
+        """Rewrite the file without a line torn by a crash, so appended records start on a line of their own."""
+        path = self.records_path
+        if not path.is_file() or len(self.records) == sum(1 for line in path.open(encoding="utf-8") if line.strip()):
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records), encoding="utf-8")
+        tmp.replace(path)
+
+    def _judge_batch(self, name: str, mode: str, items: list[EvalItem]) -> list[dict[str, Any]]:
+        results = self.engine.batch([i.prompt for i in items], mode=mode, max_new_tokens=self.max_new_tokens)
+        records = []
+        for item, result in zip(items, results, strict=True):
+            broken = degeneration(result.answer)
+            record = {
+                "set": name, "id": item.id, "mode": mode, "prompt": item.prompt, "answer": result.answer,
+                "reasoning": result.reasoning, "refused": self.judge(item.prompt, result.answer),
+                "degenerate": broken.degenerate, "degeneration": broken.reason, "awareness": result.awareness,
+                "output_tokens": result.usage.output_tokens,
+                "seconds": result.timings.total_seconds / len(items),
+            }
+            if item.target_answer is not None:
+                record["target_answer"] = item.target_answer
+                record["correct"] = is_correct_answer(result.answer, item.target_answer)
+            records.append(record)
+        return records
+
+    def metrics(self, sets: dict[str, list[EvalItem]]) -> dict[str, Any]:
+        """Per-mode rates with Wilson intervals, utility, the awareness–compliance gap and costs."""
+        wanted = {name: {i.id for i in items} for name, items in sets.items()}
+        rows = [r for r in self.records if r["mode"] in self.modes and r["id"] in wanted.get(r["set"], ())]
+        harmful = [i.prompt for i in sets.get("harmful", [])]
+        awareness = self.engine.awareness(harmful) if harmful and self._has_probe() else None
+        benign = [i.prompt for i in sets.get("benign", [])]
+        report: dict[str, Any] = {"modes": {}, "counts": {k: len(v) for k, v in sets.items()},
+                                  "max_new_tokens": self.max_new_tokens}
+        for mode in self.modes:
+            mine = [r for r in rows if r["mode"] == mode]
+
+            def of(name: str, rows_: Iterable[dict[str, Any]] = mine) -> list[dict[str, Any]]:
+                return [r for r in rows_ if r["set"] == name]
+
+            entry: dict[str, Any] = {
+                "harmful_refusal": rate(r["refused"] for r in of("harmful")).as_dict(),
+                "benign_refusal": rate(r["refused"] for r in of("benign")).as_dict(),
+                "degeneration": rate(r["degenerate"] for r in mine).as_dict(),
+                "tokens_per_prompt": sum(r["output_tokens"] for r in mine) / max(len(mine), 1),
+                "seconds_per_prompt": sum(r["seconds"] for r in mine) / max(len(mine), 1),
+            }
+            utility = [r for r in of("utility") if "correct" in r]
+            if utility:
+                entry["utility_accuracy"] = rate(r["correct"] for r in utility).as_dict()
+            if benign:
+                kl = next_token_kl(self.engine, benign, mode)
+                entry["benign_next_token_kl"] = sum(kl) / len(kl)
+            if awareness is not None:
+                by_prompt = {r["prompt"]: r["refused"] for r in of("harmful")}
+                refused = [by_prompt.get(p, False) for p in harmful]
+                entry["awareness_compliance_gap"] = awareness_compliance_gap(awareness, refused).as_dict()
+            report["modes"][mode] = entry
+        (self.out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (self.out_dir / "report.md").write_text(markdown_table(report), encoding="utf-8")
+        return report
+
+    def _has_probe(self) -> bool:
+        return getattr(self.engine.vector, "probe", None) is not None
+
+
+def _cell(entry: dict[str, Any], key: str) -> str:
+    value = entry.get(key)
+    if value is None:
+        return "–"
+    if isinstance(value, dict):
+        return f"{value['rate']:.1%} ({value['count']}/{value['total']})"
+    return f"{value:.3f}"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The headline table: one row per mode."""
+    columns = [("harmful refusal", "harmful_refusal"), ("benign refusal", "benign_refusal"),
+               ("degenerate", "degeneration"), ("utility accuracy", "utility_accuracy"),
+               ("benign KL (nats)", "benign_next_token_kl"), ("tokens/prompt", "tokens_per_prompt"),
+               ("s/prompt", "seconds_per_prompt")]
+    lines = ["| mode | " + " | ".join(c for c, _ in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for mode, entry in report["modes"].items():
+        lines.append(f"| {mode} | " + " | ".join(_cell(entry, key) for _, key in columns) + " |")
+    gaps = [(mode, e["awareness_compliance_gap"]) for mode, e in report["modes"].items()
+            if "awareness_compliance_gap" in e]
+    if gaps:
+        lines += ["", "Awareness–compliance gap on the harmful set (probe says harmful, answer complied):", ""]
+        lines += [f"- {mode}: {gap['aware_and_complied']['rate']:.1%} "
+                  f"(aware {gap['aware']['rate']:.1%}, complied {gap['complied']['rate']:.1%})" for mode, gap in gaps]
+    return "\n".join(lines) + "\n"

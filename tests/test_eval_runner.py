@@ -1,0 +1,75 @@
+"""The evaluation runner: records per prompt, metrics per mode, and resuming after a crash."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selfguard_guardrails.errors import CorruptFileError, InvalidSettingError
+from selfguard_guardrails.evaluation.datasets import EvalItem
+from selfguard_guardrails.evaluation.runner import EvalRun, read_records
+from tests.test_engine_mechanics import make_engine
+
+
+def items(prefix: str, count: int, target: str | None = None) -> list[EvalItem]:
+    return [EvalItem(id=f"{prefix}-{i}", prompt=f"{prefix} question number {i}?", label=None,
+                     target_answer=target, meta={}) for i in range(count)]
+
+
+SETS = {"harmful": items("harmful", 5), "benign": items("benign", 3), "utility": items("maths", 2, "4")}
+
+
+def test_every_prompt_and_mode_is_recorded_with_metrics(tmp_path, smollm_tokenizer):
+    run = EvalRun(make_engine(smollm_tokenizer), tmp_path, ["plain", "self-guard"], max_new_tokens=4,
+                  batch_size=2, progress=False)
+    report = run.run(SETS)
+    records = read_records(tmp_path / "records.jsonl")
+    assert len(records) == 2 * (5 + 3 + 2)
+    assert {r["mode"] for r in records} == {"plain", "self-guard"}
+    for record in records:
+        assert {"set", "prompt", "mode", "answer", "reasoning", "refused", "degenerate"} <= record.keys()
+    assert all("correct" in r for r in records if r["set"] == "utility")
+    plain = report["modes"]["plain"]
+    assert plain["harmful_refusal"]["total"] == 5 and plain["benign_refusal"]["total"] == 3
+    assert plain["benign_next_token_kl"] == 0.0
+    assert report["modes"]["self-guard"]["benign_next_token_kl"] > 0
+    assert plain["utility_accuracy"]["total"] == 2
+    assert json.loads((tmp_path / "metrics.json").read_text()) == report
+    table = (tmp_path / "report.md").read_text()
+    assert "| plain |" in table and "| self-guard |" in table
+
+
+def test_a_crash_loses_no_finished_rows_and_a_rerun_resumes(tmp_path, smollm_tokenizer, monkeypatch):
+    engine = make_engine(smollm_tokenizer)
+    real_batch = engine.batch
+    calls: list[int] = []
+
+    def crash_after_two_batches(prompts, **options):
+        calls.append(len(prompts))
+        if len(calls) > 2:
+            raise KeyboardInterrupt
+        return real_batch(prompts, **options)
+
+    monkeypatch.setattr(engine, "batch", crash_after_two_batches)
+    with pytest.raises(KeyboardInterrupt):
+        EvalRun(engine, tmp_path, ["plain"], max_new_tokens=3, batch_size=2, progress=False).run(SETS)
+    saved = read_records(tmp_path / "records.jsonl")
+    assert len(saved) == 4  # two finished batches of two
+    with (tmp_path / "records.jsonl").open("a") as sink:
+        sink.write('{"set": "harm')  # a line torn by the crash
+    calls.clear()
+    monkeypatch.setattr(engine, "batch", lambda prompts, **o: calls.append(len(prompts)) or real_batch(prompts, **o))
+    EvalRun(engine, tmp_path, ["plain"], max_new_tokens=3, batch_size=2, progress=False).run(SETS)
+    assert sum(calls) == 10 - 4  # only what was missing
+    records = read_records(tmp_path / "records.jsonl")
+    keys = [(r["set"], r["id"], r["mode"]) for r in records]
+    assert len(keys) == len(set(keys)) == 10
+
+
+def test_damaged_records_and_bad_modes_are_refused(tmp_path, smollm_tokenizer):
+    (tmp_path / "records.jsonl").write_text('not json\n{"set": "benign"}\n')
+    with pytest.raises(CorruptFileError, match="line 1"):
+        read_records(tmp_path / "records.jsonl")
+    with pytest.raises(InvalidSettingError, match="Unknown mode"):
+        EvalRun(make_engine(smollm_tokenizer), tmp_path / "x", ["plain", "yolo"])
