@@ -73,3 +73,17 @@ def test_damaged_records_and_bad_modes_are_refused(tmp_path, smollm_tokenizer):
         read_records(tmp_path / "records.jsonl")
     with pytest.raises(InvalidSettingError, match="Unknown mode"):
         EvalRun(make_engine(smollm_tokenizer), tmp_path / "x", ["plain", "yolo"])
+
+
+def test_benign_kl_counts_prompts_the_gate_lets_through_as_plain(tmp_path, smollm_tokenizer):
+    import math
+
+    from tests.test_awareness_gate import gated_engine
+
+    benign = {"benign": items("benign", 3)}
+    closed = EvalRun(gated_engine(smollm_tokenizer, threshold=math.inf), tmp_path / "a", ["self-guard"],
+                     max_new_tokens=2, progress=False).run(benign)
+    assert closed["modes"]["self-guard"]["benign_next_token_kl"] == 0.0  # nothing flagged: all plain
+    open_ = EvalRun(gated_engine(smollm_tokenizer, threshold=-math.inf), tmp_path / "b", ["self-guard"],
+                    max_new_tokens=2, progress=False).run(benign)
+    assert open_["modes"]["self-guard"]["benign_next_token_kl"] > 0.0

@@ -161,8 +161,7 @@ class EvalRun:
             if utility:
                 entry["utility_accuracy"] = rate(r["correct"] for r in utility).as_dict()
             if benign:
-                kl = next_token_kl(self.engine, benign, mode)
-                entry["benign_next_token_kl"] = sum(kl) / len(kl)
+                entry["benign_next_token_kl"] = self._benign_kl(benign, mode)
             if awareness is not None:
                 by_prompt = {r["prompt"]: r["refused"] for r in of("harmful")}
                 refused = [by_prompt.get(p, False) for p in harmful]
@@ -171,6 +170,14 @@ class EvalRun:
         (self.out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (self.out_dir / "report.md").write_text(markdown_table(report), encoding="utf-8")
         return report
+
+    def _benign_kl(self, prompts: list[str], mode: str) -> float:
+        """Mean next-token KL from plain; prompts the awareness gate passes run plain, so they cost 0."""
+        guarded = prompts
+        if mode != Mode.PLAIN.value and self.engine.gated:
+            guarded = [p for p, score in zip(prompts, self.engine.awareness(prompts), strict=True) if score >= 0]
+        kl = next_token_kl(self.engine, guarded, mode) if guarded else []
+        return sum(kl) / len(prompts)
 
     def _has_probe(self) -> bool:
         return getattr(self.engine.vector, "probe", None) is not None
