@@ -7,7 +7,6 @@ being iterated, and releases it (and the hooks) as soon as the caller stops.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -30,9 +29,6 @@ from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
 from .steering import SteeringVector, steer
 from .vectors import calibration_vector, resolve_setting, resolve_vector
-
-logger = logging.getLogger(__name__)
-
 
 @dataclass
 class _Prepared:
