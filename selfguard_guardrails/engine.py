@@ -30,6 +30,7 @@ from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Us
 from .steering import SteeringVector, steer
 from .vectors import calibration_vector, resolve_setting, resolve_vector
 
+
 @dataclass
 class _Prepared:
     """A padded batch of rendered prompts, ready to decode."""
