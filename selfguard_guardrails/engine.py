@@ -267,7 +267,7 @@ class SelfGuard:
                                        "use generate() for a single prompt.")
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed)
-        self._prepare(conversations, resolved, max_new_tokens)  # validate everything before any work
+        checked = self._prepare(conversations, resolved, max_new_tokens)  # validate everything before any work
         with hold_model(self.loaded.model):
             scores = self._awareness_scores(conversations, resolved)
             groups: dict[Mode, list[int]] = {}
@@ -276,14 +276,15 @@ class SelfGuard:
             results: list[GenerationResult | None] = [None] * len(conversations)
             for effective, rows in groups.items():
                 subset = [conversations[r] for r in rows]
-                for row, result in zip(rows, self._decode_batch(subset, effective, options), strict=True):
+                reuse = checked if effective is resolved and len(rows) == len(conversations) else None
+                for row, result in zip(rows, self._decode_batch(subset, effective, options, reuse), strict=True):
                     results[row] = result.model_copy(update={
                         "mode": resolved.value, "awareness": None if scores is None else scores[row]})
         return results  # type: ignore[return-value]
 
-    def _decode_batch(self, conversations: Sequence[Messages], mode: Mode,
-                      options: DecodeOptions) -> list[GenerationResult]:
-        prepared = self._prepare(conversations, mode, options.max_new_tokens)
+    def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
+                      prepared: _Prepared | None = None) -> list[GenerationResult]:
+        prepared = prepared or self._prepare(conversations, mode, options.max_new_tokens)
         rows = len(conversations)
         generated: list[list[int]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
@@ -360,15 +361,15 @@ class SelfGuard:
         """
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed)
-        self._prepare([messages], resolved, max_new_tokens)  # raise bad input now, not at first next()
-        return self._stream(messages, resolved, options)
+        checked = self._prepare([messages], resolved, max_new_tokens)  # raise bad input now, not at first next()
+        return self._stream(messages, resolved, options, checked)
 
-    def _stream(self, messages: Messages, requested: Mode, options: DecodeOptions
+    def _stream(self, messages: Messages, requested: Mode, options: DecodeOptions, checked: _Prepared
                 ) -> Iterator[StreamPiece | GenerationResult]:
         with hold_model(self.loaded.model):
             scores = self._awareness_scores([messages], requested)
             mode = self._effective_mode(requested, scores, 0)
-            prepared = self._prepare([messages], mode, options.max_new_tokens)
+            prepared = checked if mode is requested else self._prepare([messages], mode, options.max_new_tokens)
             yield from self._stream_tokens(prepared, mode, options, requested, scores)
 
     def _stream_tokens(self, prepared: _Prepared, mode: Mode, options: DecodeOptions, requested: Mode,
