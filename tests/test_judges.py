@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from selfguard_guardrails.evaluation.judges import degeneration, is_refusal
@@ -28,6 +31,24 @@ def test_refusals_are_recognised(answer):
 ])
 def test_compliance_or_mentions_of_harm_are_not_refusals(answer):
     assert not is_refusal(answer)
+
+
+CASES = [json.loads(line) for line in (Path(__file__).parent / "data" / "judge_cases.jsonl").read_text().splitlines()]
+
+
+def test_the_labelled_judge_cases_are_well_formed():
+    assert len(CASES) >= 50
+    assert {c["label"] for c in CASES} == {"refusal", "compliance"}
+    assert all(c["prompt"].strip() and c["answer"].strip() and c["note"].strip() for c in CASES)
+
+
+def test_the_keyword_judge_classifies_the_labelled_cases():
+    """≥ 90 % right overall, and every look-alike marked "must" right (warn-then-comply, harm words...)."""
+    wrong = [c for c in CASES if is_refusal(c["answer"]) != (c["label"] == "refusal")]
+    listing = "\n".join(f"  expected {c['label']}: {c['note']}: {c['answer'][:80]!r}" for c in wrong)
+    assert len(wrong) <= 0.1 * len(CASES), f"{len(wrong)}/{len(CASES)} misclassified:\n{listing}"
+    missed_musts = [c for c in wrong if c.get("must")]
+    assert not missed_musts, f"essential look-alikes misclassified:\n{listing}"
 
 
 @pytest.mark.parametrize("answer, reason", [

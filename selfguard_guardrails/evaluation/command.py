@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Mode
 from ..errors import InvalidSettingError
+
+if TYPE_CHECKING:
+    from .runner import Judge
 
 
 def add_eval_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -27,6 +30,9 @@ def add_eval_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="first N prompts of each file")
     parser.add_argument("--max-new-tokens", type=int, default=96, metavar="N")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N")
+    parser.add_argument("--judge", default="keyword", metavar="SPEC",
+                        help="refusal judge: keyword (default; rule-based, reads the opening) or llm:MODULE:ATTR, "
+                             "a LangChain chat model or a zero-argument function returning one (langchain extra)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (resumes if it has records)")
     parser.set_defaults(func=cmd_eval)
 
@@ -39,6 +45,20 @@ def _where(pairs: list[str]) -> dict[str, str]:
             raise InvalidSettingError(f"--where {pair!r} is not COLUMN=VALUE, e.g. FunctionalCategory=standard.")
         result[column] = value
     return result
+
+
+def _judge(spec: str) -> Judge:
+    """The judge named on the command line, built (and so checked) before any model loads."""
+    from .runner import keyword_judge
+
+    if spec == "keyword":
+        return keyword_judge
+    kind, _, target = spec.partition(":")
+    if kind != "llm" or not target:
+        raise InvalidSettingError(f"--judge {spec!r} is unknown: use keyword or llm:MODULE:ATTR.")
+    from .llm_judge import LLMRefusalJudge, load_chat_model
+
+    return LLMRefusalJudge(load_chat_model(target))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -54,10 +74,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     sets = {name: read_eval_file(path, column=args.column if name != "utility" else None,
                                  where=where if name == "harmful" else None, limit=args.limit)
             for name, path in files.items() if path}
+    judge = _judge(args.judge)
     engine = load_engine(args)
     run = EvalRun(engine, args.out, modes, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                  progress=not args.quiet)
+                  judge=judge, progress=not args.quiet)
     run.run(sets)
     sys.stdout.write((run.out_dir / "report.md").read_text(encoding="utf-8"))
-    sys.stderr.write(f"wrote {run.records_path}, metrics.json and report.md in {run.out_dir}\n")
+    sys.stderr.write(f"wrote {run.records_path}, metrics.json, report.md and plots in {run.out_dir}\n")
     return 0

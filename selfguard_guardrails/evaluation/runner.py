@@ -21,6 +21,7 @@ from ..errors import CorruptFileError, InvalidSettingError
 from .datasets import EvalItem
 from .judges import degeneration, is_refusal
 from .metrics import awareness_compliance_gap, is_correct_answer, next_token_kl, rate
+from .plots import write_eval_plots
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,13 @@ Judge = Callable[[str, str], bool]  # (prompt, answer) -> refused
 def keyword_judge(prompt: str, answer: str) -> bool:
     """The default refusal judge: a decline in the opening sentences (see judges.py)."""
     return is_refusal(answer)
+
+
+def judge_name(judge: Judge) -> str:
+    """How records and metrics.json name a judge: "keyword", "llm:<chat model class>", else its own name."""
+    if judge is keyword_judge:
+        return "keyword"
+    return str(getattr(judge, "name", None) or getattr(judge, "__name__", None) or type(judge).__name__)
 
 
 def _key(record: dict[str, Any]) -> tuple[str, str, str]:
@@ -119,12 +127,12 @@ class EvalRun:
 
     def _judge_batch(self, name: str, mode: str, items: list[EvalItem]) -> list[dict[str, Any]]:
         results = self.engine.batch([i.prompt for i in items], mode=mode, max_new_tokens=self.max_new_tokens)
-        records = []
+        records, judge = [], judge_name(self.judge)
         for item, result in zip(items, results, strict=True):
             broken = degeneration(result.answer)
             record = {
                 "set": name, "id": item.id, "mode": mode, "prompt": item.prompt, "answer": result.answer,
-                "reasoning": result.reasoning, "refused": self.judge(item.prompt, result.answer),
+                "reasoning": result.reasoning, "refused": self.judge(item.prompt, result.answer), "judge": judge,
                 "degenerate": broken.degenerate, "degeneration": broken.reason, "awareness": result.awareness,
                 "output_tokens": result.usage.output_tokens,
                 "seconds": result.timings.total_seconds / len(items),
@@ -143,7 +151,7 @@ class EvalRun:
         awareness = self.engine.awareness(harmful) if harmful and self._has_probe() else None
         benign = [i.prompt for i in sets.get("benign", [])]
         report: dict[str, Any] = {"modes": {}, "counts": {k: len(v) for k, v in sets.items()},
-                                  "max_new_tokens": self.max_new_tokens}
+                                  "max_new_tokens": self.max_new_tokens, "judge": judge_name(self.judge)}
         for mode in self.modes:
             mine = [r for r in rows if r["mode"] == mode]
 
@@ -169,6 +177,7 @@ class EvalRun:
             report["modes"][mode] = entry
         (self.out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (self.out_dir / "report.md").write_text(markdown_table(report), encoding="utf-8")
+        write_eval_plots(report, self.out_dir)
         return report
 
     def _benign_kl(self, prompts: list[str], mode: str) -> float:

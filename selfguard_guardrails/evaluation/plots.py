@@ -1,0 +1,140 @@
+"""PNG plots of an evaluation report, and a general annotated heat-map.
+
+Figures are drawn on matplotlib's headless Agg canvas through `Figure` directly, not pyplot:
+no display is needed and no global state is touched, so plotting is safe inside a library.
+Rates are drawn with their 95 % Wilson intervals, since small benchmarks make them wide.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+RATES = (("harmful refusal", "harmful_refusal"), ("benign refusal", "benign_refusal"),
+         ("degenerate", "degeneration"))
+GAP = (("aware", "aware"), ("complied", "complied"), ("aware and complied", "aware_and_complied"))
+DPI = 120
+
+
+def _figure(width: float, height: float = 4.0) -> Figure:
+    """A figure on the Agg canvas whose constrained layout keeps legends beside the axes in frame."""
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _rate_bars(axes: Any, modes: Sequence[str], series: Sequence[tuple[str, Sequence[dict[str, Any] | None]]],
+               title: str) -> None:
+    """Grouped bars, one group per mode, with Wilson error bars and count/total labels; an empty rate is no bar."""
+    width = 0.8 / len(series)
+    for index, (label, rates) in enumerate(series):
+        shown = [r if r and r["total"] else None for r in rates]
+        x = np.arange(len(modes)) + (index - (len(series) - 1) / 2) * width
+        heights = [r["rate"] if r else math.nan for r in shown]
+        errors = [[r["rate"] - r["low"] if r else 0.0 for r in shown],
+                  [r["high"] - r["rate"] if r else 0.0 for r in shown]]
+        bars = axes.bar(x, heights, width, yerr=errors, capsize=3, label=label)
+        axes.bar_label(bars, labels=[f"{r['count']}/{r['total']}" if r else "" for r in shown], fontsize=7,
+                       padding=2)
+    axes.set_xticks(np.arange(len(modes)), modes)
+    axes.set_ylim(0, 1.1)
+    axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes.set_title(title)
+    if len(series) > 1:
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def write_eval_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """rates.png always; awareness_gap.png and utility.png when the report has their metrics.
+
+    A plot whose metrics are absent is removed if an earlier run left one, so the PNGs always
+    match metrics.json.
+    """
+    out_dir = Path(out_dir)
+    modes = list(report["modes"])
+    entries = [report["modes"][m] for m in modes]
+    width = 3.5 + 1.6 * len(modes)
+    figure = _figure(width)
+    _rate_bars(figure.add_subplot(), modes, [(label, [e.get(key) for e in entries]) for label, key in RATES],
+               "Refusal and degeneration per mode (95 % Wilson intervals)")
+    written = [_save(figure, out_dir / "rates.png")]
+
+    gaps = [e.get("awareness_compliance_gap") for e in entries]
+    if any(gaps):
+        figure = _figure(width)
+        _rate_bars(figure.add_subplot(), modes, [(label, [g[key] if g else None for g in gaps]) for label, key in GAP],
+                   "Harmful prompts: probe aware vs answer complied")
+        written.append(_save(figure, out_dir / "awareness_gap.png"))
+    else:
+        (out_dir / "awareness_gap.png").unlink(missing_ok=True)
+
+    accuracy = [e.get("utility_accuracy") for e in entries]
+    kl = [e.get("benign_next_token_kl") for e in entries]
+    panels = [name for name, values in (("accuracy", accuracy), ("kl", kl)) if any(v is not None for v in values)]
+    if panels:
+        figure = _figure(len(panels) * (2.5 + 1.2 * len(modes)))
+        for index, name in enumerate(panels, start=1):
+            axes = figure.add_subplot(1, len(panels), index)
+            if name == "accuracy":
+                _rate_bars(axes, modes, [("utility accuracy", accuracy)], "Utility accuracy")
+            else:
+                bars = axes.bar(modes, [math.nan if v is None else v for v in kl], color="tab:purple")
+                axes.bar_label(bars, labels=["" if v is None else f"{v:.3f}" for v in kl], fontsize=7, padding=2)
+                axes.set_ylabel("nats")
+                axes.set_title("Benign next-token KL from plain")
+        written.append(_save(figure, out_dir / "utility.png"))
+    else:
+        (out_dir / "utility.png").unlink(missing_ok=True)
+    return written
+
+
+def heatmap(values: Sequence[Sequence[float]] | np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
+            title: str, path: Path | str, *,
+            mark: tuple[int, int] | None = None, fmt: str = ".2f", cbar_label: str = "") -> Path:
+    """An annotated heat-map PNG of a 2-D grid (rows x columns); NaN cells are left grey and blank.
+
+    `mark` outlines one cell, e.g. the chosen setting of a sweep.
+    """
+    grid = np.asarray(values, dtype=float)
+    if grid.ndim != 2 or grid.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"heatmap needs a {len(row_labels)} x {len(col_labels)} grid to match the labels, "
+                         f"got shape {grid.shape}.")
+    if mark is not None and not (0 <= mark[0] < grid.shape[0] and 0 <= mark[1] < grid.shape[1]):
+        raise ValueError(f"mark {mark} is outside the {grid.shape[0]} x {grid.shape[1]} grid.")
+    finite = grid[np.isfinite(grid)]
+    norm = Normalize(float(finite.min()), float(finite.max())) if finite.size else Normalize(0.0, 1.0)
+    rows, cols = grid.shape
+    figure = _figure(min(2.5 + 0.8 * cols, 20), min(1.5 + 0.45 * rows, 20))
+    axes = figure.add_subplot()
+    axes.set_facecolor("#d9d9d9")  # masked (NaN) cells let the background show through
+    image = axes.imshow(np.ma.masked_invalid(grid), cmap="viridis", norm=norm, aspect="auto")
+    colorbar = figure.colorbar(image, ax=axes)
+    colorbar.set_label(cbar_label)
+    for (r, c), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            red, green, blue, _ = image.cmap(norm(value))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+            axes.text(c, r, format(value, fmt), ha="center", va="center", fontsize=8,
+                      color="white" if dark else "black")
+    if mark is not None:
+        axes.add_patch(Rectangle((mark[1] - 0.5, mark[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    crowded = cols > 6
+    axes.set_xticks(range(cols), [str(label) for label in col_labels], rotation=45 if crowded else 0,
+                    ha="right" if crowded else "center")
+    axes.set_yticks(range(rows), [str(label) for label in row_labels])
+    axes.set_title(title)
+    return _save(figure, Path(path))
