@@ -1,4 +1,4 @@
-"""The `selfguard` command: demo, generate, chat, extract, info.
+"""The `selfguard` command: demo, generate, chat, extract, info, eval, calibrate.
 
 stdout carries only results (answers, JSON records, reports); logs, progress bars and the
 reasoning trace of a streamed answer go to stderr. A `SelfGuardError` prints
@@ -231,9 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
+    from .calibration.command import add_calibrate_command
     from .evaluation.command import add_eval_command
 
     add_eval_command(commands, common)
+    add_calibrate_command(commands, common)
     return parser
 
 

@@ -22,13 +22,14 @@ from .config import DEFAULT_MAX_NEW_TOKENS, Mode, SteeringSetting
 from .decoding import DecodeClock, DecodeOptions, Decoder
 from .errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
 from .extraction import extract_steering_vector, last_token_activations
+from .layers import decoder_layers, validate_layers
 from .locking import hold_model
 from .model import LoadedModel, load_model
 from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt, normalize_messages
 from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
 from .steering import SteeringVector, steer
-from .vectors import calibration_vector, resolve_setting, resolve_vector
+from .vectors import calibration_vector, recorded_mode, resolve_setting, resolve_vector
 
 
 @dataclass
@@ -56,7 +57,7 @@ class SelfGuard:
         vector: SteeringVector | str | os.PathLike | None = None,
         setting: SteeringSetting | None = None,
         safety_prompt: SafetyPrompt | None = None,
-        mode: Mode | str = Mode.SELF_GUARD,
+        mode: Mode | str | None = None,
         thinking: bool | None = None,
         think_in_tags: bool = False,
         gate: bool | None = None,
@@ -66,7 +67,7 @@ class SelfGuard:
         self.loaded = loaded
         self.gate = gate
         self.safety_prompt = safety_prompt or SafetyPrompt()
-        self.default_mode = Mode.parse(mode)
+        self._mode = None if mode is None else Mode.parse(mode)
         self.thinking = thinking
         self.think_in_tags = think_in_tags
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -141,9 +142,21 @@ class SelfGuard:
         return self._setting
 
     @property
-    def num_layers(self) -> int:
-        from .layers import decoder_layers
+    def default_mode(self) -> Mode:
+        """The mode given, else the one calibration recorded in the vector file, else self-guard."""
+        return self._mode or recorded_mode(self.vector) or Mode.SELF_GUARD
 
+    def use_setting(self, setting: SteeringSetting | None) -> SteeringSetting | None:
+        """Steer with `setting` from now on (None: back to the vector file's or the provisional one).
+        Returns the explicit setting it replaces, so a caller can put it back."""
+        if setting is not None:
+            validate_layers(list(setting.layers), self.num_layers)
+        previous = self._explicit_setting
+        self._explicit_setting, self._setting = setting, None
+        return previous
+
+    @property
+    def num_layers(self) -> int:
         return len(decoder_layers(self.loaded.model))
 
     def info(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from .awareness import fit_awareness_probe
-from .config import SteeringSetting, provisional_setting
+from .config import Mode, SteeringSetting, provisional_setting
 from .extraction import Method, extract_steering_vector
 from .layers import decoder_layers, validate_layers
 from .model import LoadedModel, default_cache_dir
@@ -86,14 +86,25 @@ def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, method: Met
     return vector
 
 
+def recorded_setting(vector: SteeringVector) -> dict | None:
+    """The setting a calibration wrote into the vector file, if any."""
+    recorded = vector.extra.get("setting")
+    return json.loads(recorded) if recorded else None
+
+
+def recorded_mode(vector: SteeringVector) -> Mode | None:
+    """The mode calibration chose (prompt, steer or self-guard), if the vector file records one."""
+    values = recorded_setting(vector)
+    return Mode.parse(values["mode"]) if values and values.get("mode") else None
+
+
 def resolve_setting(explicit: SteeringSetting | None, vector: SteeringVector, num_layers: int) -> SteeringSetting:
     """An explicit setting, else one recorded in the vector file, else the provisional default."""
     if explicit is not None:
         validate_layers(list(explicit.layers), num_layers)
         return explicit
-    recorded = vector.extra.get("setting")
-    if recorded:
-        values = json.loads(recorded)
+    values = recorded_setting(vector)
+    if values and values.get("layers"):
         setting = SteeringSetting(layers=tuple(values["layers"]), strength=values["strength"],
                                   scope=values.get("scope", "all"), source="vector file")
         validate_layers(list(setting.layers), num_layers)

@@ -1,0 +1,119 @@
+"""`selfguard calibrate`: read the calibration prompts, check every option, then search and write the setting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidSettingError
+from ..evaluation.command import _judge, _where
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid list of strengths {text!r}: give numbers separated by commas, "
+                                         "e.g. 0.25,0.5,1") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one strength, e.g. 0.25,0.5,1")
+    return values
+
+
+def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    from ..cli import _finite_float, _int_at_least, parse_layers
+
+    parser = commands.add_parser(
+        "calibrate", parents=[common], help="choose layers, λ and mode for a model; write a vector + setting file",
+        description="Score every (mode, layer window, λ) on calibration prompts by the teacher-forced "
+                    "log-probability of a refusal opening, generate for the best few, and keep the one with the "
+                    "highest harmful refusal within the limits. Writes the vector with that setting (load it "
+                    "with --vector / SelfGuard(vector=PATH)), a report and heat maps.")
+    data = parser.add_argument_group("prompts")
+    data.add_argument("--harmful", metavar="FILE", help="harmful prompts (CSV, JSON or JSONL; layout detected). "
+                      "Default: the packaged labelled calibration set")
+    data.add_argument("--benign", metavar="FILE", help="benign prompts (default: the packaged labelled set)")
+    data.add_argument("--column", metavar="NAME", help="read prompts from this column instead of detecting")
+    data.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                      help="keep harmful rows whose column equals the value, e.g. FunctionalCategory=standard")
+    data.add_argument("--limit", type=_int_at_least("--limit", 1), metavar="N", help="first N prompts of each file")
+    grid = parser.add_argument_group("grid")
+    grid.add_argument("--modes", default="prompt,steer,self-guard",
+                      help="which halves of Self-Guard to try (default prompt,steer,self-guard)")
+    grid.add_argument("--window", action="append", type=parse_layers, metavar="LIST",
+                      help="a layer window to try, e.g. 18-20 (repeatable; default: about 10 windows of --width "
+                           "layers between 20%% and 80%% depth)")
+    grid.add_argument("--width", type=_int_at_least("--width", 1), default=3, metavar="N",
+                      help="layers per default window (default 3)")
+    grid.add_argument("--strengths", type=_numbers, default=None, metavar="LIST",
+                      help="λ values to try (default 0.25,0.5,0.75,1,1.5,2)")
+    grid.add_argument("--scopes", default="generated", metavar="LIST",
+                      help="token scopes to try: generated (default), all, or generated,all")
+    search = parser.add_argument_group("search")
+    search.add_argument("--shortlist", type=_int_at_least("--shortlist", 1), default=4, metavar="N",
+                        help="steered settings to generate for after scoring (default 4)")
+    search.add_argument("--max-new-tokens", type=_int_at_least("--max-new-tokens", 1), default=48, metavar="N")
+    search.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=8, metavar="N")
+    search.add_argument("--max-over-refusal", type=_finite_float("--max-over-refusal", minimum=0), default=0.05,
+                        help="benign refusal allowed above plain (default 0.05)")
+    search.add_argument("--max-degeneration", type=_finite_float("--max-degeneration", minimum=0), default=0.08,
+                        help="share of degenerate answers allowed (default 0.08)")
+    search.add_argument("--max-kl", type=_finite_float("--max-kl", minimum=0), default=1.0,
+                        help="benign KL from plain allowed, in nats (default 1)")
+    search.add_argument("--judge", default="keyword", metavar="SPEC",
+                        help="refusal judge: keyword (default) or llm:MODULE:ATTR (see eval)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="where calibration.json, calibration.md and the heat maps go")
+    parser.add_argument("--output", "-o", metavar="PATH",
+                        help="the vector + setting file to write (default DIR/vector.safetensors)")
+    parser.set_defaults(func=cmd_calibrate)
+
+
+def _prompt_sets(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    from ..evaluation.datasets import read_eval_file
+    from ..prompt_files import calibration_records
+
+    records = calibration_records()
+    packaged = {label: [r["prompt"] for r in records if r["label"] == label] for label in ("harmful", "benign")}
+    where = _where(args.where)
+    harmful = ([i.prompt for i in read_eval_file(args.harmful, column=args.column, where=where, limit=args.limit)]
+               if args.harmful else packaged["harmful"][: args.limit])
+    benign = ([i.prompt for i in read_eval_file(args.benign, column=args.column, limit=args.limit)]
+              if args.benign else packaged["benign"][: args.limit])
+    return harmful, benign
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..cli import load_engine, logger
+    from .grid import DEFAULT_STRENGTHS, build_grid, default_windows
+    from .report import write_report
+    from .search import CalibrationLimits, Calibrator, calibrated_vector
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    limits = CalibrationLimits(args.max_over_refusal, args.max_degeneration, args.max_kl)
+    output = Path(args.output or Path(args.out) / "vector.safetensors").expanduser()
+    if output.is_dir():
+        raise InvalidSettingError(f"--output {output} is a directory: give a file path such as vector.safetensors.")
+    harmful, benign = _prompt_sets(args)
+    judge = _judge(args.judge)
+    if args.layers is not None or args.strength is not None:
+        logger.warning("--layers/--strength are ignored by calibrate: it searches them (see --window, --strengths).")
+    args.layers = args.strength = args.scope = None
+    engine = load_engine(args)
+    grid = build_grid(engine.num_layers, modes=modes, scopes=scopes,
+                      windows=args.window or default_windows(engine.num_layers, args.width),
+                      strengths=args.strengths or DEFAULT_STRENGTHS)
+    calibrator = Calibrator(engine, limits=limits, shortlist=args.shortlist, max_new_tokens=args.max_new_tokens,
+                            batch_size=args.batch_size, judge=judge, progress=not args.quiet)
+    report = calibrator.run(harmful, benign, grid)
+    written = write_report(report, args.out)
+    sys.stdout.write((Path(args.out) / "calibration.md").read_text(encoding="utf-8"))
+    if report.chosen is None:
+        sys.stderr.write(f"no setting met the limits; wrote {', '.join(str(p) for p in written)}\n")
+        return 1
+    path = calibrated_vector(engine.vector, report).save(output)
+    sys.stderr.write(f"wrote {path} (load it with --vector {path}) and {', '.join(str(p) for p in written)}\n")
+    return 0

@@ -1,0 +1,89 @@
+"""The search space of `selfguard calibrate`: which half of Self-Guard, which layers, how strong."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..config import Mode, SteeringSetting
+from ..errors import InvalidSettingError
+from ..layers import validate_layers
+from ..steering import SCOPES, Scope, check_strength
+
+DEFAULT_STRENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+DEFAULT_WIDTH = 3
+SEARCHED_MODES = (Mode.PROMPT, Mode.STEER, Mode.SELF_GUARD)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the grid. Prompt-only candidates carry no layers and no strength."""
+
+    mode: Mode
+    layers: tuple[int, ...] = ()
+    strength: float = 0.0
+    scope: Scope = "generated"
+
+    @property
+    def label(self) -> str:
+        if not self.mode.uses_steering:
+            return self.mode.value
+        return f"{self.mode.value} L{window_label(self.layers)} λ{self.strength:g} {self.scope}"
+
+    def setting(self, fallback: SteeringSetting) -> SteeringSetting:
+        """The steering setting this candidate stands for (prompt-only keeps the fallback's layers)."""
+        if not self.mode.uses_steering:
+            return fallback
+        return SteeringSetting(layers=self.layers, strength=self.strength, scope=self.scope, source="calibration")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"mode": self.mode.value, "layers": list(self.layers), "strength": self.strength, "scope": self.scope}
+
+
+def window_label(layers: Sequence[int]) -> str:
+    return f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0])
+
+
+def default_windows(num_layers: int, width: int = DEFAULT_WIDTH) -> list[tuple[int, ...]]:
+    """Contiguous windows starting between 20% and 80% depth, about 10 of them.
+
+    The safety shift is small and noisy in the first layers and the last ones mostly decide
+    tokens, so steering that works sits in between (18-20 of 30 on the embedded model).
+    """
+    if width < 1:
+        raise InvalidSettingError(f"The window width must be at least 1 layer, got {width}.")
+    width = min(width, num_layers)
+    first = int(num_layers * 0.2)
+    last_start = max(first, min(int(num_layers * 0.8), num_layers - width))
+    step = max(1, (last_start - first) // 9)
+    return [tuple(range(start, start + width)) for start in range(first, last_start + 1, step)]
+
+
+def build_grid(
+    num_layers: int,
+    *,
+    modes: Sequence[Mode | str] = SEARCHED_MODES,
+    windows: Sequence[Sequence[int]] | None = None,
+    strengths: Sequence[float] = DEFAULT_STRENGTHS,
+    scopes: Sequence[str] = ("generated",),
+) -> list[Candidate]:
+    """Every (mode, window, λ, scope) to score; the prompt-only mode appears once."""
+    parsed = [Mode.parse(m) for m in modes]
+    if not parsed or Mode.PLAIN in parsed:
+        raise InvalidSettingError("Calibrate searches prompt, steer and/or self-guard (plain is the baseline, "
+                                  "always measured): e.g. --modes prompt,steer,self-guard.")
+    for scope in scopes:
+        if scope not in SCOPES:
+            raise InvalidSettingError(f"Unknown steering scope {scope!r}: use one of {', '.join(SCOPES)}.")
+    chosen_windows = [tuple(validate_layers(list(w), num_layers)) for w in (windows or default_windows(num_layers))]
+    values = [check_strength(s) for s in strengths]
+    if any(s <= 0 for s in values):
+        raise InvalidSettingError("Calibration strengths must be positive (λ 0 is the prompt-only mode).")
+    grid: list[Candidate] = []
+    for mode in dict.fromkeys(parsed):
+        if not mode.uses_steering:
+            grid.append(Candidate(mode))
+            continue
+        grid += [Candidate(mode, window, strength, scope)  # type: ignore[arg-type]
+                 for scope in scopes for window in chosen_windows for strength in values]
+    return grid
