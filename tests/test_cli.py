@@ -348,3 +348,50 @@ def test_eval_refuses_bad_input_before_generating(capsys, tmp_path, argv, messag
     argv = [a.format(empty=empty, prompts=prompts) for a in argv]
     rc, _, err = run(capsys, "eval", *argv, "--out", str(tmp_path / "out"))
     assert rc == 2 and message in err
+
+
+def test_calibrate_writes_report_heat_maps_and_a_vector_that_info_reads(setup, capsys, tmp_path):
+    out = tmp_path / "calibration"
+    rc, stdout, err = run(capsys, "calibrate", "--vector", setup.vector, "--limit", "4", "--window", "18-20",
+                          "--window", "21-23", "--strengths", "0.5,1", "--modes", "self-guard", "--shortlist", "1",
+                          "--max-new-tokens", MAX_TOKENS, "--max-over-refusal", "1", "--max-degeneration", "1",
+                          "--max-kl", "100", "--out", str(out), "-q")
+    assert rc == 0, err
+    assert "Chosen: **" in stdout and "| plain |" in stdout
+    report = json.loads((out / "calibration.json").read_text())
+    assert report["counts"] == {"harmful": 4, "benign": 4, "grid": 4, "shortlist": 1}
+    assert (out / "heatmap-self-guard.png").read_bytes()[:4] == b"\x89PNG"
+    chosen = report["chosen"]
+    rc, stdout, _ = run(capsys, "info", "--json", "--vector", str(out / "vector.safetensors"))
+    info = json.loads(stdout)
+    assert info["default_mode"] == "self-guard"
+    assert info["steering"] == {"layers": chosen["layers"], "strength": chosen["strength"],
+                                "scope": "generated", "source": "vector file"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--modes", "plain,steer"], "plain is the baseline"),
+    (["--modes", "yolo"], "Unknown mode"),
+    (["--scopes", "prompt"], "Unknown steering scope"),
+    (["--harmful", "{prompts}", "--column", "question"], "question"),
+    (["--harmful", "{empty}"], "no rows"),
+    (["--strengths", "a,b"], "invalid list of strengths"),
+    (["--vector", "{foreign}"], "made for another model"),
+    (["--window", "18-40"], "out of range"),
+])
+def test_calibrate_refuses_bad_input_before_generating(setup, capsys, tmp_path, monkeypatch, argv, message):
+    from selfguard_guardrails.calibration.search import Calibrator
+    from selfguard_guardrails.steering import SteeringVector
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    foreign = SteeringVector.load(setup.vector)
+    foreign.model_fingerprint = "another-model"
+    foreign.save(tmp_path / "foreign.safetensors")
+    monkeypatch.setattr(Calibrator, "run", lambda *a, **k: pytest.fail("calibration started on bad input"))
+    argv = [a.format(empty=empty, prompts=prompts, foreign=tmp_path / "foreign.safetensors") for a in argv]
+    rc, out, err = run(capsys, "calibrate", *argv, "--out", str(tmp_path / "out"), "-q")
+    assert rc == 2 and message in err and out == ""
+    assert not (tmp_path / "out" / "vector.safetensors").exists()

@@ -27,6 +27,8 @@ EXPECTED = {
                           "steering applied: layers [18, 19, 20]", "gated: True",
                           "refused as expected: VectorMismatchError"],
     "batch.py": ["awareness", "usage:", "batch of 4", "prefill"],
+    "evaluate_and_calibrate.py": ["eval plain: harmful refusal", "eval self-guard:", "records.jsonl, report.md",
+                                  "calibration chose:", "loaded from file: SteeringSetting", "recorded: {'mode'"],
 }
 
 

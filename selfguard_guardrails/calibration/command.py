@@ -87,12 +87,12 @@ def _prompt_sets(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..cli import load_engine, logger
-    from .grid import DEFAULT_STRENGTHS, build_grid, default_windows
+    from .grid import DEFAULT_STRENGTHS, build_grid, default_windows, searched_modes
     from .report import write_report
     from .search import CalibrationLimits, Calibrator, calibrated_vector
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    modes = searched_modes([m.strip() for m in args.modes.split(",") if m.strip()], scopes)
     limits = CalibrationLimits(args.max_over_refusal, args.max_degeneration, args.max_kl)
     output = Path(args.output or Path(args.out) / "vector.safetensors").expanduser()
     if output.is_dir():

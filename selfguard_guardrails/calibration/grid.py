@@ -59,6 +59,18 @@ def default_windows(num_layers: int, width: int = DEFAULT_WIDTH) -> list[tuple[i
     return [tuple(range(start, start + width)) for start in range(first, last_start + 1, step)]
 
 
+def searched_modes(modes: Sequence[Mode | str], scopes: Sequence[str] = ("generated",)) -> list[Mode]:
+    """The modes to search, checked (with the scopes) before any model is loaded."""
+    parsed = [Mode.parse(m) for m in modes]
+    if not parsed or Mode.PLAIN in parsed:
+        raise InvalidSettingError("Calibrate searches prompt, steer and/or self-guard (plain is the baseline, "
+                                  "always measured): e.g. --modes prompt,steer,self-guard.")
+    for scope in scopes:
+        if scope not in SCOPES:
+            raise InvalidSettingError(f"Unknown steering scope {scope!r}: use one of {', '.join(SCOPES)}.")
+    return list(dict.fromkeys(parsed))
+
+
 def build_grid(
     num_layers: int,
     *,
@@ -68,19 +80,13 @@ def build_grid(
     scopes: Sequence[str] = ("generated",),
 ) -> list[Candidate]:
     """Every (mode, window, λ, scope) to score; the prompt-only mode appears once."""
-    parsed = [Mode.parse(m) for m in modes]
-    if not parsed or Mode.PLAIN in parsed:
-        raise InvalidSettingError("Calibrate searches prompt, steer and/or self-guard (plain is the baseline, "
-                                  "always measured): e.g. --modes prompt,steer,self-guard.")
-    for scope in scopes:
-        if scope not in SCOPES:
-            raise InvalidSettingError(f"Unknown steering scope {scope!r}: use one of {', '.join(SCOPES)}.")
+    parsed = searched_modes(modes, scopes)
     chosen_windows = [tuple(validate_layers(list(w), num_layers)) for w in (windows or default_windows(num_layers))]
     values = [check_strength(s) for s in strengths]
     if any(s <= 0 for s in values):
         raise InvalidSettingError("Calibration strengths must be positive (λ 0 is the prompt-only mode).")
     grid: list[Candidate] = []
-    for mode in dict.fromkeys(parsed):
+    for mode in parsed:
         if not mode.uses_steering:
             grid.append(Candidate(mode))
             continue
