@@ -42,10 +42,39 @@ def split_benign(path: Path) -> tuple[list[dict], list[dict]]:
     return calibration, report
 
 
-def selfguard(*args: str | Path) -> None:
+def selfguard(*args: str | Path, wait: bool = True) -> subprocess.Popen:
     command = [sys.executable, "-m", "selfguard_guardrails.cli", *map(str, args)]
     print("$ selfguard", " ".join(map(str, args)), file=sys.stderr, flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
+    process = subprocess.Popen(command, cwd=ROOT)
+    if wait and process.wait() != 0:
+        raise SystemExit(f"selfguard {args[0]} failed with status {process.returncode}")
+    return process
+
+
+def evaluate(eval_args: list[str | Path], parallel: int) -> None:
+    """Run the modes in `parallel` one-thread processes (one output directory each), merge their
+    records, then let one last eval (which finds every record done) compute the metrics."""
+    modes = MODES.split(",")
+    groups = [modes[i::parallel] for i in range(parallel)] if parallel > 1 else []
+    processes = [selfguard(*eval_args, "--modes", ",".join(g), "--out", RUNS / f"report-{i}", "-q", wait=False)
+                 for i, g in enumerate(groups)]
+    if any(p.wait() != 0 for p in processes):
+        raise SystemExit("an eval process failed; rerun to resume")
+    merged = RUNS / "report" / "records.jsonl"
+    merged.parent.mkdir(parents=True, exist_ok=True)
+    seen = set()
+    lines = merged.read_text(encoding="utf-8").splitlines() if merged.is_file() else []
+    for i in range(len(groups)):
+        lines += (RUNS / f"report-{i}" / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    kept = []
+    for line in lines:
+        record = json.loads(line)
+        key = (record["set"], record["id"], record["mode"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(line)
+    merged.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    selfguard(*eval_args, "--modes", MODES, "--out", RUNS / "report")
 
 
 def main() -> int:
@@ -53,6 +82,7 @@ def main() -> int:
     parser.add_argument("--skip-calibrate", action="store_true", help="keep the shipped setting; only evaluate")
     parser.add_argument("--strengths", default="0.25,0.5,0.75,1,1.5")
     parser.add_argument("--max-new-tokens", default="96", help="eval's token budget per answer")
+    parser.add_argument("--parallel", type=int, default=2, help="eval processes, one torch thread each (default 2)")
     args = parser.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
     calibration, report = split_benign(DATA / "benign_edgy_80.json")
@@ -65,11 +95,11 @@ def main() -> int:
                   "--strengths", args.strengths, "--out", RUNS / "calibration",
                   "-o", RUNS / "calibration" / "vector.safetensors")
         shutil.copyfile(RUNS / "calibration" / "vector.safetensors", shipped)
-        shutil.rmtree(RUNS / "report", ignore_errors=True)  # the setting changed: old records are stale
-    selfguard("eval", "--harmful", DATA / "harmbench_behaviors_text_test.csv",
-              "--where", "FunctionalCategory=standard", "--benign", RUNS / "benign-report.json",
-              "--utility", DATA / "gsm8k_100.json", "--modes", MODES, "--max-new-tokens", args.max_new_tokens,
-              "--out", RUNS / "report")
+        for stale in RUNS.glob("report*"):  # the setting changed: old records are stale
+            shutil.rmtree(stale)
+    evaluate(["eval", "--harmful", DATA / "harmbench_behaviors_text_test.csv", "--where",
+              "FunctionalCategory=standard", "--benign", RUNS / "benign-report.json", "--utility",
+              DATA / "gsm8k_100.json", "--max-new-tokens", args.max_new_tokens], args.parallel)
     DOCS.mkdir(parents=True, exist_ok=True)
     for source in [*(RUNS / "calibration").glob("*.png"), RUNS / "calibration" / "calibration.md",
                    RUNS / "calibration" / "calibration.json", *(RUNS / "report").glob("*.png"),

@@ -146,6 +146,15 @@ class SelfGuard:
         """The mode given, else the one calibration recorded in the vector file, else self-guard."""
         return self._mode or recorded_mode(self.vector) or Mode.SELF_GUARD
 
+    def use_vector(self, vector: SteeringVector) -> SteeringVector:
+        """Steer (and gate) with `vector` from now on; it must fit the model. Returns the one it replaces."""
+        vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
+                          fingerprint=self.loaded.fingerprint)
+        previous = self.vector
+        with self._vector_lock:
+            self._vector, self._setting = vector, None
+        return previous
+
     def use_setting(self, setting: SteeringSetting | None) -> SteeringSetting | None:
         """Steer with `setting` from now on (None: back to the vector file's or the provisional one).
         Returns the explicit setting it replaces, so a caller can put it back."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 
 import pytest
@@ -17,12 +18,13 @@ from selfguard_guardrails.calibration import (
     default_windows,
     write_report,
 )
-from selfguard_guardrails.calibration.scoring import PLAIN, REFUSAL_OPENINGS, CandidateScorer
-from selfguard_guardrails.calibration.search import Measured
+from selfguard_guardrails.calibration.scoring import PLAIN, REFUSAL_OPENINGS, CandidateScorer, CandidateScores, gated
+from selfguard_guardrails.calibration.search import Measured, gate_offset
 from selfguard_guardrails.config import Mode
 from selfguard_guardrails.errors import InvalidSettingError, VectorMismatchError
 from selfguard_guardrails.evaluation.metrics import rate
 from selfguard_guardrails.model import LoadedModel
+from selfguard_guardrails.probe import AwarenessProbe
 from selfguard_guardrails.steering import steer
 from tests.conftest import tiny_llama
 from tests.test_engine_mechanics import make_engine
@@ -103,16 +105,56 @@ def test_cached_teacher_forced_scores_equal_uncached_forward_passes(engine):
     assert scores[candidates[1]].mean_kl > 1e-3  # steering moved the distribution
 
 
-def test_prompts_the_gate_passes_keep_plain_scores_under_every_candidate(engine):
-    candidate = Candidate(Mode.SELF_GUARD, (1, 2), 2.0, "generated")
-    scorer = CandidateScorer(engine)
-    ungated = scorer.score(PROMPTS, [candidate], with_kl=True)
-    gated = scorer.score(PROMPTS, [candidate], with_kl=True, gate=[True, False, True])
-    for row in (0, 2):
-        assert gated[candidate].refusal_logprobs[row] == pytest.approx(ungated[candidate].refusal_logprobs[row])
-        assert gated[candidate].kl[row] == pytest.approx(ungated[candidate].kl[row])
-    assert gated[candidate].refusal_logprobs[1] == pytest.approx(ungated[PLAIN].refusal_logprobs[1])
-    assert gated[candidate].kl[1] == 0.0
+def test_prompts_the_gate_passes_keep_plain_scores_and_cost_no_kl():
+    candidate = CandidateScores(refusal_logprobs=[-1.0, -2.0, -3.0], kl=[0.5, 0.6, 0.7])
+    plain = CandidateScores(refusal_logprobs=[-9.0, -8.0, -7.0], kl=[0.0, 0.0, 0.0])
+    merged = gated(candidate, plain, [True, False, True])
+    assert merged.refusal_logprobs == [-1.0, -8.0, -3.0]
+    assert merged.kl == [0.5, 0.0, 0.7]
+
+
+def test_gate_levels_flag_the_asked_share_of_harmful_prompts():
+    awareness = [3.0, -1.0, 0.5, -4.0]
+    assert gate_offset(awareness, None) == 0.0
+    assert gate_offset(awareness, 1.0) == -4.0
+    assert gate_offset(awareness, 0.5) == 0.5
+    assert gate_offset(awareness, 0.75) == -1.0
+    assert sum(a >= gate_offset(awareness, 0.75) for a in awareness) == 3
+
+
+def _gated_engine(tokenizer) -> SelfGuard:
+    engine = make_engine(tokenizer)
+    generator = torch.Generator().manual_seed(3)
+    probe = AwarenessProbe(layer=2, direction=torch.randn(32, generator=generator), threshold=0.0, auc=0.9)
+    engine.use_vector(dataclasses.replace(engine.vector, probe=probe))
+    return engine
+
+
+def test_a_lower_gate_is_scored_and_written_into_the_probe(smollm_tokenizer, tmp_path, monkeypatch):
+    engine = _gated_engine(smollm_tokenizer)
+    harmful, benign = [*PROMPTS, "Why?"], [*PROMPTS, "How?"]
+    grid = build_grid(engine.num_layers, modes=["self-guard"], windows=[(1, 2)], strengths=(2.0,),
+                      gate_recalls=(None, 1.0))
+    monkeypatch.setattr(Calibrator, "_measure", lambda self, result, h, b: _measured(
+        4 if result.candidate.gate_recall == 1.0 else 1, 0, 0, n=4))
+    report = Calibrator(engine, shortlist=2, progress=False, limits=CalibrationLimits(max_kl=1e9)).run(
+        harmful, benign, grid)
+    everything = CandidateScorer(engine).score(harmful, [grid[0]], with_kl=False)
+    full_gate = next(r for r in report.results if r.candidate.gate_recall == 1.0)
+    assert full_gate.harmful_refusal_logprob == pytest.approx(everything[grid[0]].refusal_logprob, abs=1e-4)
+    assert report.chosen is full_gate
+    path = calibrated_vector(engine.vector, report).save(tmp_path / "gated.safetensors")
+    fresh = SelfGuard(engine.loaded, vector=path, progress=False)
+    assert all(score >= -1e-4 for score in fresh.awareness(harmful))  # the written gate flags every harmful prompt
+    assert fresh.vector.probe.threshold == pytest.approx(engine.vector.probe.threshold + full_gate.gate_offset)
+
+
+def test_gate_levels_need_a_probe(engine):
+    grid = build_grid(engine.num_layers, windows=[(1,)], strengths=(1.0,), gate_recalls=(0.9,))
+    with pytest.raises(InvalidSettingError, match="Gate levels need an engine gated by an awareness probe"):
+        Calibrator(engine, progress=False).run([*PROMPTS, "x"], [*PROMPTS, "y"], grid)
+    with pytest.raises(InvalidSettingError, match="share of harmful prompts"):
+        build_grid(engine.num_layers, gate_recalls=(1.5,))
 
 
 # --------------------------------------------------------------------------- the pick
@@ -130,8 +172,8 @@ def test_the_pick_is_the_highest_harmful_refusal_within_the_limits(engine, monke
                Candidate(Mode.SELF_GUARD, (2,), 1.0): _measured(7, 0, 0),   # the best that fits
                Candidate(Mode.SELF_GUARD, (3,), 1.0): _measured(5, 0, 0),
                Candidate(Mode.STEER, (1,), 1.0): _measured(8, 0, 2)}        # degenerate
-    monkeypatch.setattr(Calibrator, "_measure", lambda self, candidate, h, b: outcome.get(candidate,
-                                                                                         _measured(0, 0, 0)))
+    monkeypatch.setattr(Calibrator, "_measure", lambda self, result, h, b: outcome.get(result.candidate,
+                                                                                      _measured(0, 0, 0)))
     report = Calibrator(engine, shortlist=6, progress=False, limits=CalibrationLimits(max_kl=1e9)).run(
         [*PROMPTS, "One more?"], ["a?", "b?", "c?", "d?"], grid)
     assert report.chosen.candidate == Candidate(Mode.SELF_GUARD, (2,), 1.0)
@@ -142,7 +184,7 @@ def test_the_pick_is_the_highest_harmful_refusal_within_the_limits(engine, monke
 
 
 def test_no_feasible_setting_means_no_file(engine, monkeypatch, tmp_path):
-    monkeypatch.setattr(Calibrator, "_measure", lambda self, c, h, b: _measured(0, 0, 0) if c == PLAIN
+    monkeypatch.setattr(Calibrator, "_measure", lambda self, r, h, b: _measured(0, 0, 0) if r.candidate == PLAIN
                         else _measured(9, 9, 9))
     report = Calibrator(engine, shortlist=2, progress=False).run(
         [*PROMPTS, "x?"], [*PROMPTS, "y?"], build_grid(engine.num_layers, windows=[(1,)], strengths=(1.0,)))
@@ -187,8 +229,8 @@ def test_a_real_calibration_writes_a_vector_the_engine_steers_with(engine, tmp_p
 
 
 def test_a_prompt_only_pick_is_recorded_as_the_default_mode(engine, monkeypatch, tmp_path):
-    monkeypatch.setattr(Calibrator, "_measure", lambda self, c, h, b: _measured(5, 0, 0) if c.mode is Mode.PROMPT
-                        else _measured(0, 0, 0))
+    monkeypatch.setattr(Calibrator, "_measure", lambda self, r, h, b: _measured(5, 0, 0)
+                        if r.candidate.mode is Mode.PROMPT else _measured(0, 0, 0))
     report = Calibrator(engine, shortlist=1, progress=False, limits=CalibrationLimits(max_kl=1e9)).run(
         [*PROMPTS, "x?"], [*PROMPTS, "y?"], build_grid(engine.num_layers, windows=[(2,)], strengths=(1.0,)))
     assert report.chosen.candidate == Candidate(Mode.PROMPT)

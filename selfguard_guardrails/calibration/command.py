@@ -22,6 +22,19 @@ def _numbers(text: str) -> list[float]:
     return values
 
 
+def _gate_levels(text: str) -> list[float | None]:
+    levels: list[float | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            levels.append(None if part == "own" else float(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid gate level {part!r}: give own or shares of harmful prompts "
+                                             "to flag, e.g. own,0.8,0.9") from None
+    if not levels:
+        raise argparse.ArgumentTypeError("give at least one gate level, e.g. own")
+    return levels
+
+
 def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> None:
     from ..cli import _finite_float, _int_at_least, parse_layers
 
@@ -51,6 +64,9 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
                       help="λ values to try (default 0.25,0.5,0.75,1,1.5,2)")
     grid.add_argument("--scopes", default="generated", metavar="LIST",
                       help="token scopes to try: generated (default), all, or generated,all")
+    grid.add_argument("--gate-recalls", type=_gate_levels, default=[None, 0.8, 0.9, 0.95], metavar="LIST",
+                      help="awareness-gate levels to try: own (the probe's threshold) and shares of the harmful "
+                           "prompts to flag (default own,0.8,0.9,0.95; ignored without a probe)")
     search = parser.add_argument_group("search")
     search.add_argument("--shortlist", type=_int_at_least("--shortlist", 1), default=4, metavar="N",
                         help="steered settings to generate for after scoring (default 4)")
@@ -105,7 +121,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     engine = load_engine(args)
     grid = build_grid(engine.num_layers, modes=modes, scopes=scopes,
                       windows=args.window or default_windows(engine.num_layers, args.width),
-                      strengths=args.strengths or DEFAULT_STRENGTHS)
+                      strengths=args.strengths or DEFAULT_STRENGTHS,
+                      gate_recalls=args.gate_recalls if engine.gated else [None])
     calibrator = Calibrator(engine, limits=limits, shortlist=args.shortlist, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, judge=judge, progress=not args.quiet)
     report = calibrator.run(harmful, benign, grid)

@@ -17,18 +17,25 @@ SEARCHED_MODES = (Mode.PROMPT, Mode.STEER, Mode.SELF_GUARD)
 
 @dataclass(frozen=True)
 class Candidate:
-    """One point of the grid. Prompt-only candidates carry no layers and no strength."""
+    """One point of the grid. Prompt-only candidates carry no layers and no strength.
+
+    `gate_recall` moves the awareness gate's threshold so that it flags that share of the
+    calibration harmful prompts (None: the probe's own threshold, fitted to flag at most 5 % of
+    our benign calibration prompts, which can leave many harmful requests of another set unguarded).
+    """
 
     mode: Mode
     layers: tuple[int, ...] = ()
     strength: float = 0.0
     scope: Scope = "generated"
+    gate_recall: float | None = None
 
     @property
     def label(self) -> str:
+        gate = "" if self.gate_recall is None else f" gate {self.gate_recall:.0%}"
         if not self.mode.uses_steering:
-            return self.mode.value
-        return f"{self.mode.value} L{window_label(self.layers)} λ{self.strength:g} {self.scope}"
+            return self.mode.value + gate
+        return f"{self.mode.value} L{window_label(self.layers)} λ{self.strength:g} {self.scope}{gate}"
 
     def setting(self, fallback: SteeringSetting) -> SteeringSetting:
         """The steering setting this candidate stands for (prompt-only keeps the fallback's layers)."""
@@ -37,7 +44,8 @@ class Candidate:
         return SteeringSetting(layers=self.layers, strength=self.strength, scope=self.scope, source="calibration")
 
     def as_dict(self) -> dict[str, object]:
-        return {"mode": self.mode.value, "layers": list(self.layers), "strength": self.strength, "scope": self.scope}
+        return {"mode": self.mode.value, "layers": list(self.layers), "strength": self.strength, "scope": self.scope,
+                "gate_recall": self.gate_recall}
 
 
 def window_label(layers: Sequence[int]) -> str:
@@ -78,18 +86,23 @@ def build_grid(
     windows: Sequence[Sequence[int]] | None = None,
     strengths: Sequence[float] = DEFAULT_STRENGTHS,
     scopes: Sequence[str] = ("generated",),
+    gate_recalls: Sequence[float | None] = (None,),
 ) -> list[Candidate]:
-    """Every (mode, window, λ, scope) to score; the prompt-only mode appears once."""
+    """Every (mode, window, λ, scope, gate level) to score; the prompt-only mode once per gate level."""
     parsed = searched_modes(modes, scopes)
+    for recall in gate_recalls:
+        if recall is not None and not 0 < recall <= 1:
+            raise InvalidSettingError(f"A gate recall is a share of harmful prompts in (0, 1], got {recall!r}.")
     chosen_windows = [tuple(validate_layers(list(w), num_layers)) for w in (windows or default_windows(num_layers))]
     values = [check_strength(s) for s in strengths]
     if any(s <= 0 for s in values):
         raise InvalidSettingError("Calibration strengths must be positive (λ 0 is the prompt-only mode).")
     grid: list[Candidate] = []
-    for mode in parsed:
-        if not mode.uses_steering:
-            grid.append(Candidate(mode))
-            continue
-        grid += [Candidate(mode, window, strength, scope)  # type: ignore[arg-type]
-                 for scope in scopes for window in chosen_windows for strength in values]
+    for recall in dict.fromkeys(gate_recalls):
+        for mode in parsed:
+            if not mode.uses_steering:
+                grid.append(Candidate(mode, gate_recall=recall))
+                continue
+            grid += [Candidate(mode, window, strength, scope, recall)  # type: ignore[arg-type]
+                     for scope in scopes for window in chosen_windows for strength in values]
     return grid

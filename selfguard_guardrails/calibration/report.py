@@ -50,11 +50,14 @@ def markdown(report: CalibrationReport) -> str:
 
 
 def draw_heatmaps(report: CalibrationReport, out_dir: Path) -> list[Path]:
-    """Per steered mode: windows × λ coloured by the stage-1 rank score above plain; the chosen cell outlined."""
+    """Per steered mode and gate level: windows × λ coloured by the stage-1 rank score above plain;
+    the chosen cell outlined."""
     baseline = report.plain.rank_score
     written = []
-    for mode in dict.fromkeys(r.candidate.mode for r in report.results if r.candidate.mode.uses_steering):
-        mine = [r for r in report.results if r.candidate.mode is mode]
+    panels = dict.fromkeys((r.candidate.mode, r.candidate.gate_recall) for r in report.results
+                           if r.candidate.mode.uses_steering)
+    for mode, recall in panels:
+        mine = [r for r in report.results if (r.candidate.mode, r.candidate.gate_recall) == (mode, recall)]
         windows = list(dict.fromkeys(r.candidate.layers for r in mine))
         strengths = sorted({r.candidate.strength for r in mine})
         grid = [[math.nan] * len(strengths) for _ in windows]
@@ -64,10 +67,12 @@ def draw_heatmaps(report: CalibrationReport, out_dir: Path) -> list[Path]:
             grid[row][col] = result.rank_score - baseline
             if result is report.chosen:
                 mark = (row, col)
+        gate = "" if recall is None else f", gate {recall:.0%}"
+        suffix = "" if recall is None else f"-gate{round(recall * 100)}"
         written.append(heatmap(
             grid, [f"L{window_label(w)}" for w in windows], [f"λ {s:g}" for s in strengths],
-            f"{mode.value}: refusal log-prob gain, harmful − benign", out_dir / f"heatmap-{mode.value}.png",
-            mark=mark, fmt=".1f", cbar_label="nats above plain"))
+            f"{mode.value}{gate}: refusal log-prob gain, harmful − benign",
+            out_dir / f"heatmap-{mode.value}{suffix}.png", mark=mark, fmt=".1f", cbar_label="nats above plain"))
     return written
 
 

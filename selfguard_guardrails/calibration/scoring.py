@@ -9,7 +9,9 @@ text, since the plain opening gets unlikely too.)
 For scope `generated` the prompt is read once per batch and its KV cache reused by every
 candidate (steering there does not touch prompt positions), so a candidate costs only the few
 opening tokens. On benign prompts the same pass gives the KL divergence from the plain model
-along its own opening: what the candidate costs ordinary answers.
+along its own greedy opening: what the candidate costs ordinary answers. Every prompt is
+scored as if steered; the awareness gate is applied afterwards (`gated`), so any number of gate
+thresholds costs nothing more.
 
 The first opening token is predicted from the last prompt position, which scope `generated`
 never steers, exactly as in real generation.
@@ -18,7 +20,7 @@ never steers, exactly as in real generation.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,10 +102,14 @@ def _refusal_logprob(picked: torch.Tensor, openings: _Openings, rows: int) -> to
     return torch.logsumexp(totals[:, : openings.refusals], dim=-1)
 
 
-def iter_scores(scores: CandidateScores) -> Iterator[tuple[float, float]]:
-    """(refusal log-prob, kl) per prompt; kl is 0 where it was not measured."""
-    kls = scores.kl or [0.0] * len(scores.refusal_logprobs)
-    return iter(zip(scores.refusal_logprobs, kls, strict=True))
+def gated(scores: CandidateScores, plain: CandidateScores, flags: Sequence[bool]) -> CandidateScores:
+    """A candidate's scores under the awareness gate: prompts it does not flag run plain (as in the
+    engine), so they keep plain's refusal log-probability and cost no KL."""
+    kls = scores.kl or [0.0] * len(flags)
+    return CandidateScores(
+        refusal_logprobs=[mine if flag else base for mine, base, flag in
+                          zip(scores.refusal_logprobs, plain.refusal_logprobs, flags, strict=True)],
+        kl=[kl if flag else 0.0 for kl, flag in zip(kls, flags, strict=True)] if scores.kl else [])
 
 
 def _kl(baseline: torch.Tensor, dists: torch.Tensor, openings: _Openings, rows: int) -> torch.Tensor:
@@ -131,32 +137,12 @@ class CandidateScorer:
         self._trims_logits = "logits_to_keep" in accepted
 
     def score(self, prompts: Sequence[str], candidates: Sequence[Candidate], *, with_kl: bool,
-              gate: Sequence[bool] | None = None, on_batch: Callable[[int], None] | None = None
-              ) -> dict[Candidate, CandidateScores]:
-        """Scores for plain and every candidate, in prompt order.
-
-        With `gate`, prompts it does not flag run plain under every candidate (as in the engine):
-        they are read only by plain, and every candidate keeps plain's margin and zero KL there.
-        """
+              on_batch: Callable[[int], None] | None = None) -> dict[Candidate, CandidateScores]:
+        """Scores for plain and every candidate, in prompt order, as if every prompt were steered
+        (`gated` then applies an awareness gate at any threshold, for free)."""
         everything = [PLAIN, *[c for c in candidates if c != PLAIN]]
-        flagged = [True] * len(prompts) if gate is None else [bool(f) for f in gate]
-        own = self.own_openings(prompts)
-        guarded = self._score_all([(p, o) for p, o, f in zip(prompts, own, flagged, strict=True) if f], everything,
-                                  with_kl, on_batch)
-        passed = self._score_all([(p, o) for p, o, f in zip(prompts, own, flagged, strict=True) if not f], [PLAIN],
-                                 with_kl, on_batch)[PLAIN]
-        scores = {}
-        for candidate in everything:
-            mine, merged = iter_scores(guarded[candidate]), CandidateScores()
-            plain = iter_scores(passed)
-            for flag in flagged:
-                refusal, kl = next(mine) if flag else (next(plain)[0], 0.0)
-                merged.refusal_logprobs.append(refusal)
-                merged.kl.append(kl)
-            if not with_kl:
-                merged.kl.clear()
-            scores[candidate] = merged
-        return scores
+        rows = list(zip(prompts, self.own_openings(prompts), strict=True))
+        return self._score_all(rows, everything, with_kl, on_batch)
 
     def own_openings(self, prompts: Sequence[str]) -> list[list[int]]:
         """The first tokens the plain model answers each prompt with (greedy)."""

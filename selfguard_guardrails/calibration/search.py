@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from ..evaluation.metrics import Rate, rate
 from ..evaluation.runner import Judge, judge_name, keyword_judge
 from ..steering import SteeringVector
 from .grid import Candidate
-from .scoring import PLAIN, CandidateScorer, CandidateScores
+from .scoring import PLAIN, CandidateScorer, gated
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class CandidateResult:
     harmful_refusal_logprob: float
     benign_refusal_logprob: float
     benign_kl: float
+    gate_offset: float = 0.0  # added to the probe's threshold for this candidate's gate level
     measured: Measured | None = None
     violations: list[str] = field(default_factory=list)
 
@@ -80,7 +82,7 @@ class CandidateResult:
         return {"label": self.candidate.label, **self.candidate.as_dict(),
                 "harmful_refusal_logprob": round(self.harmful_refusal_logprob, 4),
                 "benign_refusal_logprob": round(self.benign_refusal_logprob, 4),
-                "benign_kl": round(self.benign_kl, 4),
+                "benign_kl": round(self.benign_kl, 4), "gate_offset": self.gate_offset,
                 "measured": None if self.measured is None else self.measured.as_dict(),
                 "feasible": self.feasible, "violations": self.violations}
 
@@ -163,18 +165,16 @@ class Calibrator:
                                       f"{len(harmful)} and {len(benign)}: give larger files.")
         if not grid:
             raise InvalidSettingError("The calibration grid is empty: give at least one mode, window and strength.")
-        self.engine.vector  # noqa: B018 - resolve (and check) the vector before any work
+        if not self.engine.gated and any(c.gate_recall is not None for c in grid):
+            raise InvalidSettingError("Gate levels need an engine gated by an awareness probe: use a vector with a "
+                                      "probe, or leave gate_recall None (--gate-recalls own).")
         clock = time.perf_counter()
-        harmful_scores, benign_scores = self._score(list(harmful), list(benign), grid)
+        results, plain = self._score(list(harmful), list(benign), grid)
         scored = time.perf_counter()
-        results = [CandidateResult(c, harmful_scores[c].refusal_logprob, benign_scores[c].refusal_logprob,
-                                   benign_scores[c].mean_kl) for c in grid]
-        plain = CandidateResult(PLAIN, harmful_scores[PLAIN].refusal_logprob, benign_scores[PLAIN].refusal_logprob,
-                                0.0)
         shortlisted = _shortlist(results, self.shortlist_size, self.limits)
-        plain.measured = self._measure(PLAIN, harmful, benign)
+        plain.measured = self._measure(plain, harmful, benign)
         for result in tqdm(shortlisted, desc="calibrate: generate", unit="setting", disable=not self.progress):
-            result.measured = self._measure(result.candidate, harmful, benign)
+            result.measured = self._measure(result, harmful, benign)
             result.violations = _violations(result.measured, result.benign_kl, plain.measured, self.limits)
         feasible = [r for r in shortlisted if r.feasible]
         chosen = max(feasible, default=None, key=lambda r: (r.measured.harmful_refusal.value,
@@ -187,26 +187,39 @@ class Calibrator:
                                  max_new_tokens=self.max_new_tokens, judge=judge_name(self.judge))
 
     def _score(self, harmful: list[str], benign: list[str], grid: Sequence[Candidate]
-               ) -> tuple[dict[Candidate, CandidateScores], dict[Candidate, CandidateScores]]:
+               ) -> tuple[list[CandidateResult], CandidateResult]:
+        """Score each distinct steering once on every prompt, then apply each candidate's gate level."""
         scorer = CandidateScorer(self.engine, batch_size=self.batch_size)
-        gate_h = gate_b = None
-        if self.engine.gated:
-            gate_h = [s >= 0 for s in self.engine.awareness(harmful)]
-            gate_b = [s >= 0 for s in self.engine.awareness(benign)]
-        with tqdm(total=len(harmful) + len(benign), desc=f"calibrate: score {len(grid)} settings", unit="prompt",
-                  disable=not self.progress) as bar:
-            harmful_scores = scorer.score(harmful, grid, with_kl=False, gate=gate_h, on_batch=bar.update)
-            benign_scores = scorer.score(benign, grid, with_kl=True, gate=gate_b, on_batch=bar.update)
-        return harmful_scores, benign_scores
+        steerings = list(dict.fromkeys(dataclasses.replace(c, gate_recall=None) for c in grid))
+        with tqdm(total=len(harmful) + len(benign), desc=f"calibrate: score {len(steerings)} settings",
+                  unit="prompt", disable=not self.progress) as bar:
+            raw_h = scorer.score(harmful, steerings, with_kl=False, on_batch=bar.update)
+            raw_b = scorer.score(benign, steerings, with_kl=True, on_batch=bar.update)
+        plain = CandidateResult(PLAIN, raw_h[PLAIN].refusal_logprob, raw_b[PLAIN].refusal_logprob, 0.0)
+        awareness = (self.engine.awareness(harmful), self.engine.awareness(benign)) if self.engine.gated else None
+        results = []
+        for candidate in grid:
+            steering = dataclasses.replace(candidate, gate_recall=None)
+            h, b, offset = raw_h[steering], raw_b[steering], 0.0
+            if awareness is not None:
+                offset = gate_offset(awareness[0], candidate.gate_recall)
+                h = gated(h, raw_h[PLAIN], [s >= offset for s in awareness[0]])
+                b = gated(b, raw_b[PLAIN], [s >= offset for s in awareness[1]])
+            results.append(CandidateResult(candidate, h.refusal_logprob, b.refusal_logprob, b.mean_kl, offset))
+        return results, plain
 
-    def _measure(self, candidate: Candidate, harmful: Sequence[str], benign: Sequence[str]) -> Measured:
-        previous = self.engine.use_setting(candidate.setting(self.engine.setting))
+    def _measure(self, result: CandidateResult, harmful: Sequence[str], benign: Sequence[str]) -> Measured:
+        candidate = result.candidate
+        vector = self.engine.vector
+        previous_vector = self.engine.use_vector(with_gate_offset(vector, result.gate_offset))
+        previous_setting = self.engine.use_setting(candidate.setting(self.engine.setting))
         started = time.perf_counter()
         try:
             answers = {name: self._answers(prompts, candidate.mode) for name, prompts in
                        (("harmful", harmful), ("benign", benign))}
         finally:
-            self.engine.use_setting(previous)
+            self.engine.use_vector(previous_vector)
+            self.engine.use_setting(previous_setting)
         refused = {name: [self.judge(p, a) for p, a in zip(prompts, answers[name], strict=True)]
                    for name, prompts in (("harmful", harmful), ("benign", benign))}
         broken = [degeneration(a).degenerate for name in answers for a in answers[name]]
@@ -221,6 +234,22 @@ class Calibrator:
         return answers
 
 
+def gate_offset(harmful_awareness: Sequence[float], recall: float | None) -> float:
+    """The shift of the gate threshold that flags `recall` of these harmful prompts (0: the probe's own)."""
+    if recall is None or not harmful_awareness:
+        return 0.0
+    ranked = sorted(harmful_awareness, reverse=True)
+    return float(ranked[max(1, math.ceil(recall * len(ranked) - 1e-9)) - 1])
+
+
+def with_gate_offset(vector: SteeringVector, offset: float) -> SteeringVector:
+    """The vector with its awareness probe's threshold moved by `offset` (unchanged for 0 or no probe)."""
+    if offset == 0.0 or vector.probe is None:
+        return vector
+    probe = dataclasses.replace(vector.probe, threshold=vector.probe.threshold + offset)
+    return dataclasses.replace(vector, probe=probe)
+
+
 def calibrated_vector(vector: SteeringVector, report: CalibrationReport) -> SteeringVector:
     """The engine's vector with the chosen setting (and a summary of how it was chosen) in its header."""
     if report.chosen is None:
@@ -228,12 +257,12 @@ def calibrated_vector(vector: SteeringVector, report: CalibrationReport) -> Stee
     chosen = report.chosen.candidate
     fallback = next((r.candidate for r in report.shortlist if r.candidate.mode.uses_steering), None)
     steering = chosen if chosen.mode.uses_steering else fallback
-    setting: dict[str, Any] = {"mode": chosen.mode.value}
+    setting: dict[str, Any] = {"mode": chosen.mode.value, "gate_recall": chosen.gate_recall}
     if steering is not None:
         setting |= {"layers": list(steering.layers), "strength": steering.strength, "scope": steering.scope}
     summary = {"chosen": report.chosen.as_dict(), "plain": report.plain.as_dict(),
                "limits": dataclasses.asdict(report.limits), "counts": report.counts,
                "max_new_tokens": report.max_new_tokens}
     extra = {**vector.extra, "setting": json.dumps(setting), "calibration": json.dumps(summary)}
-    return dataclasses.replace(vector, extra=extra)
+    return dataclasses.replace(with_gate_offset(vector, report.chosen.gate_offset), extra=extra)
 
