@@ -55,7 +55,8 @@ def evaluate(eval_args: list[str | Path], parallel: int) -> None:
     """Run the modes in `parallel` one-thread processes (one output directory each), merge their
     records, then let one last eval (which finds every record done) compute the metrics."""
     modes = MODES.split(",")
-    groups = [modes[i::parallel] for i in range(parallel)] if parallel > 1 else []
+    balanced = [modes[0], modes[3], modes[1], modes[2]]  # plain+self-guard, prompt+steer: similar loads
+    groups = [balanced[i::parallel] for i in range(parallel)] if parallel > 1 else []
     processes = [selfguard(*eval_args, "--modes", ",".join(g), "--out", RUNS / f"report-{i}", "-q", wait=False)
                  for i, g in enumerate(groups)]
     if any(p.wait() != 0 for p in processes):
@@ -81,7 +82,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-calibrate", action="store_true", help="keep the shipped setting; only evaluate")
     parser.add_argument("--strengths", default="0.25,0.5,0.75,1,1.5")
-    parser.add_argument("--max-new-tokens", default="96", help="eval's token budget per answer")
+    parser.add_argument("--gate-recalls", default="own,0.9")
+    parser.add_argument("--max-new-tokens", default="64", help="eval's token budget per answer")
     parser.add_argument("--parallel", type=int, default=2, help="eval processes, one torch thread each (default 2)")
     args = parser.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,7 @@ def main() -> int:
     if not args.skip_calibrate:
         selfguard("calibrate", "--harmful", DATA / "harmbench_behaviors_text_val.csv",
                   "--where", "FunctionalCategory=standard", "--benign", RUNS / "benign-calibration.json",
-                  "--strengths", args.strengths, "--out", RUNS / "calibration",
+                  "--strengths", args.strengths, "--gate-recalls", args.gate_recalls, "--out", RUNS / "calibration",
                   "-o", RUNS / "calibration" / "vector.safetensors")
         shutil.copyfile(RUNS / "calibration" / "vector.safetensors", shipped)
         for stale in RUNS.glob("report*"):  # the setting changed: old records are stale

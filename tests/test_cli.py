@@ -378,6 +378,8 @@ def test_calibrate_writes_report_heat_maps_and_a_vector_that_info_reads(setup, c
     (["--strengths", "a,b"], "invalid list of strengths"),
     (["--vector", "{foreign}"], "made for another model"),
     (["--window", "18-40"], "out of range"),
+    (["--gate-recalls", "own,x"], "invalid list of gate levels"),
+    (["--gate-recalls", "1.5"], "share of harmful prompts in (0, 1]"),
 ])
 def test_calibrate_refuses_bad_input_before_generating(setup, capsys, tmp_path, monkeypatch, argv, message):
     from selfguard_guardrails.calibration.search import Calibrator

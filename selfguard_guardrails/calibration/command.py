@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +12,24 @@ from ..errors import InvalidSettingError
 from ..evaluation.command import _judge, _where
 
 
-def _numbers(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid list of strengths {text!r}: give numbers separated by commas, "
-                                         "e.g. 0.25,0.5,1") from None
-    if not values:
-        raise argparse.ArgumentTypeError("give at least one strength, e.g. 0.25,0.5,1")
-    return values
-
-
-def _gate_levels(text: str) -> list[float | None]:
-    levels: list[float | None] = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
+def _comma_list(what: str, example: str, convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    """An argparse type for a comma-separated list, every item converted or the whole list refused."""
+    def parse(text: str) -> list[Any]:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
         try:
-            levels.append(None if part == "own" else float(part))
+            values = [convert(part) for part in parts]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid gate level {part!r}: give own or shares of harmful prompts "
-                                             "to flag, e.g. own,0.8,0.9") from None
-    if not levels:
-        raise argparse.ArgumentTypeError("give at least one gate level, e.g. own")
-    return levels
+            raise argparse.ArgumentTypeError(f"invalid list of {what} {text!r}: e.g. {example}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"give at least one of the {what}, e.g. {example}")
+        return values
+
+    return parse
+
+
+_strengths = _comma_list("strengths", "0.25,0.5,1", float)
+_gate_levels = _comma_list("gate levels (own, or shares of harmful prompts to flag)", "own,0.8,0.9",
+                           lambda part: None if part == "own" else float(part))
 
 
 def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -60,7 +57,7 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
                            "layers between 20%% and 80%% depth)")
     grid.add_argument("--width", type=_int_at_least("--width", 1), default=3, metavar="N",
                       help="layers per default window (default 3)")
-    grid.add_argument("--strengths", type=_numbers, default=None, metavar="LIST",
+    grid.add_argument("--strengths", type=_strengths, default=None, metavar="LIST",
                       help="λ values to try (default 0.25,0.5,0.75,1,1.5,2)")
     grid.add_argument("--scopes", default="generated", metavar="LIST",
                       help="token scopes to try: generated (default), all, or generated,all")
