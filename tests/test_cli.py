@@ -397,3 +397,17 @@ def test_calibrate_refuses_bad_input_before_generating(setup, capsys, tmp_path, 
     rc, out, err = run(capsys, "calibrate", *argv, "--out", str(tmp_path / "out"), "-q")
     assert rc == 2 and message in err and out == ""
     assert not (tmp_path / "out" / "vector.safetensors").exists()
+
+
+def test_eval_refuses_a_vector_for_another_model_before_generating(setup, capsys, tmp_path):
+    from selfguard_guardrails.steering import SteeringVector
+
+    foreign = SteeringVector.load(setup.vector)
+    foreign.model_fingerprint = "another-model"
+    foreign.save(tmp_path / "foreign.safetensors")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    rc, out, err = run(capsys, "eval", "--harmful", str(prompts), "--vector", str(tmp_path / "foreign.safetensors"),
+                       "--out", str(tmp_path / "out"), "-q")
+    assert rc == 2 and out == "" and "made for another model" in err
+    assert not (tmp_path / "out" / "records.jsonl").exists()
