@@ -26,6 +26,7 @@ RUNS = ROOT / "benchmarks" / "runs" / "embedded"
 DOCS = ROOT / "docs" / "report"
 SHIPPED = ROOT / "selfguard_guardrails" / "data"
 MODES = "plain,prompt,steer,self-guard"
+BALANCED = ["plain", "prompt", "self-guard", "steer"]  # split two ways: plain+self-guard, prompt+steer
 
 
 def split_benign(path: Path) -> tuple[list[dict], list[dict]]:
@@ -52,37 +53,50 @@ def selfguard(*args: str | Path, wait: bool = True) -> subprocess.Popen:
 
 
 def evaluate(eval_args: list[str | Path], parallel: int) -> None:
-    """Run the modes in `parallel` one-thread processes (one output directory each), merge their
-    records, then let one last eval (which finds every record done) compute the metrics."""
-    modes = MODES.split(",")
-    balanced = [modes[0], modes[3], modes[1], modes[2]]  # plain+self-guard, prompt+steer: similar loads
-    groups = [balanced[i::parallel] for i in range(parallel)] if parallel > 1 else []
+    """Run the modes in `parallel` one-thread processes (one output directory each, seeded with the
+    records already made), merge their records, then let one last eval (which finds every record
+    done) compute the metrics."""
+    merged = RUNS / "report" / "records.jsonl"
+    merged.parent.mkdir(parents=True, exist_ok=True)
+    done = merged.read_text(encoding="utf-8") if merged.is_file() else ""
+    groups = [BALANCED[i::parallel] for i in range(parallel)] if parallel > 1 else []
+    for i in range(len(groups)):
+        (RUNS / f"report-{i}").mkdir(parents=True, exist_ok=True)
+        (RUNS / f"report-{i}" / "records.jsonl").write_text(done, encoding="utf-8")
     processes = [selfguard(*eval_args, "--modes", ",".join(g), "--out", RUNS / f"report-{i}", "-q", wait=False)
                  for i, g in enumerate(groups)]
     if any(p.wait() != 0 for p in processes):
         raise SystemExit("an eval process failed; rerun to resume")
-    merged = RUNS / "report" / "records.jsonl"
-    merged.parent.mkdir(parents=True, exist_ok=True)
-    seen = set()
-    lines = merged.read_text(encoding="utf-8").splitlines() if merged.is_file() else []
+    seen, kept = set(), []
     for i in range(len(groups)):
-        lines += (RUNS / f"report-{i}" / "records.jsonl").read_text(encoding="utf-8").splitlines()
-    kept = []
-    for line in lines:
-        record = json.loads(line)
-        key = (record["set"], record["id"], record["mode"])
-        if key not in seen:
-            seen.add(key)
-            kept.append(line)
-    merged.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        for line in (RUNS / f"report-{i}" / "records.jsonl").read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            key = (record["set"], record["id"], record["mode"])
+            if key not in seen:
+                seen.add(key)
+                kept.append(line)
+    if groups:
+        merged.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     selfguard(*eval_args, "--modes", MODES, "--out", RUNS / "report")
+
+
+def keep_only_plain_records() -> None:
+    """A new setting makes every steered or gated record stale; plain answers do not depend on it."""
+    merged = RUNS / "report" / "records.jsonl"
+    if not merged.is_file():
+        return
+    plain = [line for line in merged.read_text(encoding="utf-8").splitlines() if json.loads(line)["mode"] == "plain"]
+    merged.write_text("".join(line + "\n" for line in plain), encoding="utf-8")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-calibrate", action="store_true", help="keep the shipped setting; only evaluate")
-    parser.add_argument("--strengths", default="0.25,0.5,0.75,1,1.5")
+    parser.add_argument("--strengths", default="0.25,0.5,0.75")
     parser.add_argument("--gate-recalls", default="own,0.9")
+    parser.add_argument("--token-budgets", default="all,16")
+    parser.add_argument("--modes", default="prompt,self-guard", help="modes calibrate searches")
+    parser.add_argument("--calibration-tokens", default="64", help="calibrate's token budget (as eval's)")
     parser.add_argument("--max-new-tokens", default="64", help="eval's token budget per answer")
     parser.add_argument("--parallel", type=int, default=2, help="eval processes, one torch thread each (default 2)")
     args = parser.parse_args()
@@ -92,13 +106,17 @@ def main() -> int:
         (RUNS / f"{name}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     (shipped,) = SHIPPED.glob("*.safetensors")
     if not args.skip_calibrate:
-        selfguard("calibrate", "--harmful", DATA / "harmbench_behaviors_text_val.csv",
+        base = RUNS / "base-vector.safetensors"  # the vector and probe as extracted, before any calibration
+        if not base.is_file():
+            selfguard("extract", "--output", base, "-q")
+        selfguard("calibrate", "--vector", base, "--harmful", DATA / "harmbench_behaviors_text_val.csv",
                   "--where", "FunctionalCategory=standard", "--benign", RUNS / "benign-calibration.json",
-                  "--strengths", args.strengths, "--gate-recalls", args.gate_recalls, "--out", RUNS / "calibration",
+                  "--strengths", args.strengths, "--gate-recalls", args.gate_recalls, "--token-budgets",
+                  args.token_budgets, "--modes", args.modes, "--max-new-tokens", args.calibration_tokens,
+                  "--out", RUNS / "calibration",
                   "-o", RUNS / "calibration" / "vector.safetensors")
         shutil.copyfile(RUNS / "calibration" / "vector.safetensors", shipped)
-        for stale in RUNS.glob("report*"):  # the setting changed: old records are stale
-            shutil.rmtree(stale)
+        keep_only_plain_records()
     evaluate(["eval", "--harmful", DATA / "harmbench_behaviors_text_test.csv", "--where",
               "FunctionalCategory=standard", "--benign", RUNS / "benign-report.json", "--utility",
               DATA / "gsm8k_100.json", "--max-new-tokens", args.max_new_tokens], args.parallel)

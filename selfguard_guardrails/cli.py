@@ -155,6 +155,9 @@ def _common_options() -> argparse.ArgumentParser:
                           help="apply Self-Guard to every prompt, not only those the awareness probe flags")
     steering.add_argument("--scope", choices=SCOPES, help="steer all positions or generated tokens only "
                           "(default: the setting in the vector file, else generated)")
+    steering.add_argument("--steer-tokens", type=_int_at_least("--steer-tokens", 1), metavar="N",
+                          help="steer only the first N generated tokens (scope generated; default: the vector "
+                               "file's setting, else all)")
     steering.add_argument("--thinking", choices=("on", "off"),
                           help="switch the chat template's thinking on/off (default: the template's own)")
     steering.add_argument("--think-in-tags", action="store_true",
@@ -271,7 +274,7 @@ def _thinking(args: argparse.Namespace) -> bool | None:
 
 
 def _steering_overrides(args: argparse.Namespace) -> bool:
-    return args.layers is not None or args.strength is not None or args.scope is not None
+    return any(value is not None for value in (args.layers, args.strength, args.scope, args.steer_tokens))
 
 
 def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGuard:
@@ -296,11 +299,13 @@ def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGu
     if not _steering_overrides(args):
         return engine
     base = None if args.layers is not None and args.strength is not None else engine.setting
+    scope = args.scope or (base.scope if base is not None else "generated")
+    kept_tokens = base.max_tokens if base is not None and scope == "generated" else None
     setting = SteeringSetting(
         layers=tuple(args.layers if args.layers is not None else base.layers),
         strength=args.strength if args.strength is not None else base.strength,
-        scope=args.scope or (base.scope if base is not None else "generated"),
-        source="command line",
+        scope=scope, source="command line",
+        max_tokens=args.steer_tokens if args.steer_tokens is not None else kept_tokens,
     )
     return SelfGuard(loaded, vector=engine.vector if base is not None else vector, setting=setting, **options)
 
@@ -640,7 +645,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("vector", f"{vector['method']} from {vector['prompts']} prompts"
                    + (f" (library {vector['library_version']})" if vector.get("library_version") else "")),
         ("steering", f"layers {format_layers(steering['layers'])}, λ {steering['strength']:g}, "
-                     f"scope {steering['scope']} ({steering['source']})"),
+                     f"scope {steering['scope']}"
+                     + (f" (first {steering['max_tokens']} tokens)" if steering.get("max_tokens") else "")
+                     + f" ({steering['source']})"),
         ("vector norms", norms or "-"),
         ("awareness gate", (f"on, probe at layer {gate['probe_layer']} (held-out AUC {gate['probe_auc']})"
                             if (gate := info["gate"])["on"] else "off")),

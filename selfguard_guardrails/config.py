@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import InvalidSettingError
-from .steering import SCOPES, Scope, check_strength
+from .steering import SCOPES, Scope, check_max_tokens, check_strength
 
 
 class Mode(str, Enum):
@@ -42,12 +42,14 @@ class SteeringSetting:
     strength: float
     scope: Scope = "all"
     source: str = field(default="provisional", compare=False)
+    max_tokens: int | None = None  # scope generated only: steer the first N generated tokens (None: all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strength", check_strength(self.strength))
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.scope not in SCOPES:
             raise InvalidSettingError(f"Unknown steering scope {self.scope!r}: use one of {', '.join(SCOPES)}.")
+        check_max_tokens(self.max_tokens, self.scope)
 
 
 # From a prototype on the embedded SmolLM2-135M (30 layers): λ 0.6 on layers 18-20 with the

@@ -186,7 +186,7 @@ class SelfGuard:
                        "library_version": vector.library_version,
                        "norms": {str(k): round(v, 4) for k, v in vector.norms().items() if k in setting.layers}},
             "steering": {"layers": list(setting.layers), "strength": setting.strength, "scope": setting.scope,
-                         "source": setting.source},
+                         "max_tokens": setting.max_tokens, "source": setting.source},
             "gate": {"on": self.gated, "probe_layer": probe.layer, "probe_auc": round(probe.auc, 4)}
             if (probe := vector.probe) is not None else {"on": False},
             "torch_threads": torch.get_num_threads(),
@@ -226,10 +226,10 @@ class SelfGuard:
                                   fingerprint=self.loaded.fingerprint)
                 stack.enter_context(steer(self.loaded.model, vector, strength=setting.strength,
                                           layers=setting.layers, scope=setting.scope,
-                                          prompt_lengths=prepared.prompt_lengths))
+                                          prompt_lengths=prepared.prompt_lengths, max_tokens=setting.max_tokens))
                 applied = SteeringApplied(layers=list(setting.layers), strength=setting.strength,
                                           scope=setting.scope, method=vector.method,
-                                          vector_fingerprint=vector.model_fingerprint)
+                                          vector_fingerprint=vector.model_fingerprint, max_tokens=setting.max_tokens)
             yield applied
 
     # -- turning tokens into results ------------------------------------------------------

@@ -31,6 +31,7 @@ class SteeringApplied(BaseModel):
     scope: str
     method: str
     vector_fingerprint: str = Field(description="model fingerprint recorded in the vector")
+    max_tokens: int | None = Field(default=None, description="generated tokens steered (None: all)")
 
 
 class Timings(BaseModel):

@@ -157,6 +157,17 @@ def check_strength(strength: float) -> float:
     return value
 
 
+def check_max_tokens(max_tokens: int | None, scope: str) -> None:
+    """A steered-token budget counts generated tokens, so it needs scope `generated` and at least 1."""
+    if max_tokens is None:
+        return
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidSettingError(f"max_tokens (how many generated tokens to steer) must be a whole number >= 1 "
+                                  f"or None for all, got {max_tokens!r}.")
+    if scope != "generated":
+        raise InvalidSettingError("max_tokens counts generated tokens: use it with scope 'generated'.")
+
+
 class _PositionTracker:
     """Works out, once per forward pass, which positions of each row are generated tokens.
 
@@ -164,8 +175,9 @@ class _PositionTracker:
     attention mask, else the cache length), so decode steps of length 1 are judged correctly.
     """
 
-    def __init__(self, prompt_lengths: torch.Tensor | None) -> None:
+    def __init__(self, prompt_lengths: torch.Tensor | None, max_tokens: int | None = None) -> None:
         self.prompt_lengths = prompt_lengths
+        self.max_tokens = max_tokens
         self.infer_lengths = prompt_lengths is None
         self.mask: torch.Tensor | None = None  # [batch, seq, 1], 1.0 where steering applies
 
@@ -187,8 +199,11 @@ class _PositionTracker:
         positions = positions.expand(batch, seq_len)
         if self.infer_lengths and (past == 0 or self.prompt_lengths is None):
             self.prompt_lengths = positions.max(dim=-1).values + 1
-        lengths = self.prompt_lengths.to(positions.device)
-        self.mask = (positions >= lengths[:, None]).unsqueeze(-1)
+        lengths = self.prompt_lengths.to(positions.device)[:, None]
+        generated = positions >= lengths
+        if self.max_tokens is not None:
+            generated &= positions < lengths + self.max_tokens
+        self.mask = generated.unsqueeze(-1)
 
 
 class _AddToOutput:
@@ -221,17 +236,20 @@ def steer(
     layers: Sequence[int],
     scope: Scope = "all",
     prompt_lengths: Sequence[int] | torch.Tensor | None = None,
+    max_tokens: int | None = None,
 ) -> Iterator[None]:
     """Add ``strength * vector[l]`` at the output of each layer ``l`` in ``layers`` inside the block.
 
     Works on any Hugging Face causal LM whose decoder layers can be found. With scope
     ``generated``, pass ``prompt_lengths`` (real prompt tokens per row) or let each prefill pass
-    set them. Hooks are always removed on exit, also on error. Not for concurrent use on one
-    model: hooks are model-global (the engine serialises calls).
+    set them; ``max_tokens`` then steers only the first that many generated tokens of each row
+    (the opening, where the model decides to refuse). Hooks are always removed on exit, also on
+    error. Not for concurrent use on one model: hooks are model-global (the engine serialises calls).
     """
     strength = check_strength(strength)
     if scope not in SCOPES:
         raise InvalidSettingError(f"Unknown steering scope {scope!r}: use one of {', '.join(SCOPES)}.")
+    check_max_tokens(max_tokens, scope)
     blocks = decoder_layers(model)
     chosen = validate_layers(list(layers), len(blocks))
     directions = _as_directions(vector)
@@ -246,7 +264,7 @@ def steer(
     tracker = None
     if scope == "generated":
         lengths = None if prompt_lengths is None else torch.as_tensor(prompt_lengths, dtype=torch.long)
-        tracker = _PositionTracker(lengths)
+        tracker = _PositionTracker(lengths, max_tokens)
     handles = []
     try:
         if tracker is not None:

@@ -106,7 +106,8 @@ def resolve_setting(explicit: SteeringSetting | None, vector: SteeringVector, nu
     values = recorded_setting(vector)
     if values and values.get("layers"):
         setting = SteeringSetting(layers=tuple(values["layers"]), strength=values["strength"],
-                                  scope=values.get("scope", "all"), source="vector file")
+                                  scope=values.get("scope", "all"), source="vector file",
+                                  max_tokens=values.get("max_tokens"))
         validate_layers(list(setting.layers), num_layers)
         return setting
     return provisional_setting(num_layers)

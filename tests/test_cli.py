@@ -217,7 +217,8 @@ def test_info_applies_command_line_steering(setup, capsys):
                      "--scope", "generated")
     assert rc == 0
     steering = json.loads(out)["steering"]
-    assert steering == {"layers": [5, 7], "strength": 0.3, "scope": "generated", "source": "command line"}
+    assert steering == {"layers": [5, 7], "strength": 0.3, "scope": "generated", "max_tokens": None,
+                        "source": "command line"}
     # Only λ given: the layers come from the vector file.
     rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--strength", "0.25")
     assert rc == 0
@@ -288,6 +289,8 @@ def test_chat_exits_cleanly_on_eof(setup, capsys, monkeypatch):
         (["generate", "hi", "--layers", "20-18"], "must not be above the last"),
         (["generate", "hi", "--strength", "nan"], "--strength must be a finite number"),
         (["generate", "hi", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
+        (["generate", "hi", "--steer-tokens", "0"], "--steer-tokens must be at least 1"),
+        (["info", "--vector", "{vector}", "--scope", "all", "--steer-tokens", "4"], "use it with scope 'generated'"),
         (["generate"], "Give either a prompt or --input"),
         (["generate", "   "], "The prompt is empty"),
         (["generate", "hi", "--vector", "{missing}"], "No steering vector at"),
@@ -366,7 +369,7 @@ def test_calibrate_writes_report_heat_maps_and_a_vector_that_info_reads(setup, c
     info = json.loads(stdout)
     assert info["default_mode"] == "self-guard"
     assert info["steering"] == {"layers": chosen["layers"], "strength": chosen["strength"],
-                                "scope": "generated", "source": "vector file"}
+                                "scope": "generated", "max_tokens": None, "source": "vector file"}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -411,3 +414,10 @@ def test_eval_refuses_a_vector_for_another_model_before_generating(setup, capsys
                        "--out", str(tmp_path / "out"), "-q")
     assert rc == 2 and out == "" and "made for another model" in err
     assert not (tmp_path / "out" / "records.jsonl").exists()
+
+
+def test_steer_tokens_sets_a_token_budget_and_keeps_the_rest_of_the_setting(setup, capsys):
+    rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--steer-tokens", "5")
+    assert rc == 0
+    assert json.loads(out)["steering"] == {"layers": [17, 18, 19], "strength": 0.5, "scope": "generated",
+                                           "max_tokens": 5, "source": "command line"}

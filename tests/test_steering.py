@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from selfguard_guardrails.config import SteeringSetting
 from selfguard_guardrails.errors import CorruptFileError, InvalidSettingError, VectorMismatchError
 from selfguard_guardrails.layers import decoder_layers
 from selfguard_guardrails.steering import SteeringVector, steer
@@ -89,13 +90,15 @@ def test_hooks_are_removed_on_exit_and_on_error(tiny_model):
     assert len(layer._forward_hooks) == 0 and len(tiny_model._forward_pre_hooks) == 0
 
 
-def steered_positions_per_call(model, vector, *, scope, layer, generate_kwargs, prompt_lengths=None):
+def steered_positions_per_call(model, vector, *, scope, layer, generate_kwargs, prompt_lengths=None,
+                               max_tokens=None):
     """Run `generate` and return, per forward call, a [batch, seq] bool map of steered positions."""
     before, after = Recorder(), Recorder()
     block = decoder_layers(model)[layer]
     first = block.register_forward_hook(before)
     try:
-        with steer(model, vector, strength=1.0, layers=[layer], scope=scope, prompt_lengths=prompt_lengths):
+        with steer(model, vector, strength=1.0, layers=[layer], scope=scope, prompt_lengths=prompt_lengths,
+                   max_tokens=max_tokens):
             second = block.register_forward_hook(after)
             try:
                 model.generate(**generate_kwargs)
@@ -125,6 +128,32 @@ def test_decode_steps_are_steered_under_kv_cache(tiny_model, scope):
         assert bool(prefill.all())
     else:
         assert not bool(prefill.any()), "scope 'generated' steered prompt positions"
+
+
+def test_a_token_budget_steers_only_the_first_generated_tokens_of_every_row(tiny_model):
+    vector = random_vector(tiny_model)
+    ids = torch.tensor([[5, 17, 300, 42], [1, 1, 8, 9]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])  # left padding: the rows' prompts end at different positions
+    calls = steered_positions_per_call(
+        tiny_model, vector, scope="generated", layer=1, max_tokens=3,
+        generate_kwargs=dict(input_ids=ids, attention_mask=mask, max_new_tokens=7, min_new_tokens=7,
+                             do_sample=False, pad_token_id=0),
+    )
+    prefill, decode_steps = calls[0], calls[1:]
+    assert not bool(prefill.any())
+    # decode step k feeds generated token k (the first comes from the prefill): tokens 1-3 are steered
+    assert [bool(step.all()) for step in decode_steps] == [True, True, True, False, False, False]
+    assert not any(bool(step.any()) for step in decode_steps[3:])
+
+
+@pytest.mark.parametrize("max_tokens, scope, message", [(0, "generated", ">= 1"), (2.5, "generated", "whole number"),
+                                                        (4, "all", "scope 'generated'")])
+def test_bad_token_budgets_are_refused(tiny_model, max_tokens, scope, message):
+    with pytest.raises(InvalidSettingError, match=message), \
+            steer(tiny_model, random_vector(tiny_model), strength=0.5, layers=[0], scope=scope, max_tokens=max_tokens):
+        pass
+    with pytest.raises(InvalidSettingError, match=message):
+        SteeringSetting(layers=(0,), strength=0.5, scope=scope, max_tokens=max_tokens)
 
 
 def test_generated_scope_uses_given_prompt_lengths(tiny_model):

@@ -28,6 +28,8 @@ def _comma_list(what: str, example: str, convert: Callable[[str], Any]) -> Calla
 
 
 _strengths = _comma_list("strengths", "0.25,0.5,1", float)
+_token_budgets = _comma_list("token budgets (all, or a count of generated tokens)", "all,16",
+                             lambda part: None if part == "all" else int(part))
 _gate_levels = _comma_list("gate levels (own, or shares of harmful prompts to flag)", "own,0.8,0.9",
                            lambda part: None if part == "own" else float(part))
 
@@ -61,6 +63,9 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
                       help="λ values to try (default 0.25,0.5,0.75,1,1.5,2)")
     grid.add_argument("--scopes", default="generated", metavar="LIST",
                       help="token scopes to try: generated (default), all, or generated,all")
+    grid.add_argument("--token-budgets", type=_token_budgets, default=[None], metavar="LIST",
+                      help="how many generated tokens to steer, to try: all (default) and/or counts, e.g. all,16 "
+                           "(scope generated only)")
     grid.add_argument("--gate-recalls", type=_gate_levels, default=[None, 0.8, 0.9, 0.95], metavar="LIST",
                       help="awareness-gate levels to try: own (the probe's threshold) and shares of the harmful "
                            "prompts to flag (default own,0.8,0.9,0.95; ignored without a probe)")
@@ -112,14 +117,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise InvalidSettingError(f"--output {output} is a directory: give a file path such as vector.safetensors.")
     harmful, benign = _prompt_sets(args)
     judge = _judge(args.judge)
-    if args.layers is not None or args.strength is not None:
-        logger.warning("--layers/--strength are ignored by calibrate: it searches them (see --window, --strengths).")
-    args.layers = args.strength = args.scope = None
+    if args.layers is not None or args.strength is not None or args.steer_tokens is not None:
+        logger.warning("--layers/--strength/--steer-tokens are ignored by calibrate: it searches them (see --window, "
+                       "--strengths, --token-budgets).")
+    args.layers = args.strength = args.scope = args.steer_tokens = None
     engine = load_engine(args)
     grid = build_grid(engine.num_layers, modes=modes, scopes=scopes,
                       windows=args.window or default_windows(engine.num_layers, args.width),
                       strengths=args.strengths or DEFAULT_STRENGTHS,
-                      gate_recalls=args.gate_recalls if engine.gated else [None])
+                      gate_recalls=args.gate_recalls if engine.gated else [None], token_budgets=args.token_budgets)
     calibrator = Calibrator(engine, limits=limits, shortlist=args.shortlist, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, judge=judge, progress=not args.quiet)
     report = calibrator.run(harmful, benign, grid)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..config import Mode, SteeringSetting
 from ..errors import InvalidSettingError
 from ..layers import validate_layers
-from ..steering import SCOPES, Scope, check_strength
+from ..steering import SCOPES, Scope, check_max_tokens, check_strength
 
 DEFAULT_STRENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 DEFAULT_WIDTH = 3
@@ -29,23 +29,26 @@ class Candidate:
     strength: float = 0.0
     scope: Scope = "generated"
     gate_recall: float | None = None
+    max_tokens: int | None = None  # steer only the first N generated tokens (None: all)
 
     @property
     def label(self) -> str:
         gate = "" if self.gate_recall is None else f" gate {self.gate_recall:.0%}"
         if not self.mode.uses_steering:
             return self.mode.value + gate
-        return f"{self.mode.value} L{window_label(self.layers)} λ{self.strength:g} {self.scope}{gate}"
+        scope = self.scope if self.max_tokens is None else f"first {self.max_tokens} tokens"
+        return f"{self.mode.value} L{window_label(self.layers)} λ{self.strength:g} {scope}{gate}"
 
     def setting(self, fallback: SteeringSetting) -> SteeringSetting:
         """The steering setting this candidate stands for (prompt-only keeps the fallback's layers)."""
         if not self.mode.uses_steering:
             return fallback
-        return SteeringSetting(layers=self.layers, strength=self.strength, scope=self.scope, source="calibration")
+        return SteeringSetting(layers=self.layers, strength=self.strength, scope=self.scope, source="calibration",
+                               max_tokens=self.max_tokens)
 
     def as_dict(self) -> dict[str, object]:
         return {"mode": self.mode.value, "layers": list(self.layers), "strength": self.strength, "scope": self.scope,
-                "gate_recall": self.gate_recall}
+                "max_tokens": self.max_tokens, "gate_recall": self.gate_recall}
 
 
 def window_label(layers: Sequence[int]) -> str:
@@ -87,6 +90,7 @@ def build_grid(
     strengths: Sequence[float] = DEFAULT_STRENGTHS,
     scopes: Sequence[str] = ("generated",),
     gate_recalls: Sequence[float | None] = (None,),
+    token_budgets: Sequence[int | None] = (None,),
 ) -> list[Candidate]:
     """Every (mode, window, λ, scope, gate level) to score; the prompt-only mode once per gate level."""
     parsed = searched_modes(modes, scopes)
@@ -95,6 +99,9 @@ def build_grid(
             raise InvalidSettingError(f"A gate recall is a share of harmful prompts in (0, 1], got {recall!r}.")
     chosen_windows = [tuple(validate_layers(list(w), num_layers)) for w in (windows or default_windows(num_layers))]
     values = [check_strength(s) for s in strengths]
+    budgets = list(dict.fromkeys(token_budgets))
+    for budget in budgets:
+        check_max_tokens(budget, "generated")
     if any(s <= 0 for s in values):
         raise InvalidSettingError("Calibration strengths must be positive (λ 0 is the prompt-only mode).")
     grid: list[Candidate] = []
@@ -103,6 +110,7 @@ def build_grid(
             if not mode.uses_steering:
                 grid.append(Candidate(mode, gate_recall=recall))
                 continue
-            grid += [Candidate(mode, window, strength, scope, recall)  # type: ignore[arg-type]
-                     for scope in scopes for window in chosen_windows for strength in values]
+            grid += [Candidate(mode, window, strength, scope, recall, budget)  # type: ignore[arg-type]
+                     for scope in scopes for budget in budgets if scope == "generated" or budget is None
+                     for window in chosen_windows for strength in values]
     return grid

@@ -54,10 +54,11 @@ def draw_heatmaps(report: CalibrationReport, out_dir: Path) -> list[Path]:
     the chosen cell outlined."""
     baseline = report.plain.rank_score
     written = []
-    panels = dict.fromkeys((r.candidate.mode, r.candidate.gate_recall) for r in report.results
-                           if r.candidate.mode.uses_steering)
-    for mode, recall in panels:
-        mine = [r for r in report.results if (r.candidate.mode, r.candidate.gate_recall) == (mode, recall)]
+    def panel(result: CandidateResult) -> tuple[Any, ...]:
+        return result.candidate.mode, result.candidate.gate_recall, result.candidate.max_tokens
+
+    for mode, recall, budget in dict.fromkeys(panel(r) for r in report.results if r.candidate.mode.uses_steering):
+        mine = [r for r in report.results if panel(r) == (mode, recall, budget)]
         windows = list(dict.fromkeys(r.candidate.layers for r in mine))
         strengths = sorted({r.candidate.strength for r in mine})
         grid = [[math.nan] * len(strengths) for _ in windows]
@@ -67,8 +68,8 @@ def draw_heatmaps(report: CalibrationReport, out_dir: Path) -> list[Path]:
             grid[row][col] = result.rank_score - baseline
             if result is report.chosen:
                 mark = (row, col)
-        gate = "" if recall is None else f", gate {recall:.0%}"
-        suffix = "" if recall is None else f"-gate{round(recall * 100)}"
+        gate = ("" if recall is None else f", gate {recall:.0%}") + ("" if budget is None else f", {budget} tokens")
+        suffix = ("" if recall is None else f"-gate{round(recall * 100)}") + ("" if budget is None else f"-{budget}tok")
         written.append(heatmap(
             grid, [f"L{window_label(w)}" for w in windows], [f"λ {s:g}" for s in strengths],
             f"{mode.value}{gate}: refusal log-prob gain, harmful − benign",

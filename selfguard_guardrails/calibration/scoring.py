@@ -224,7 +224,7 @@ class CandidateScorer:
         if candidate is None or not candidate.mode.uses_steering:
             return nullcontext()
         return steer(self.model, self.engine.vector, strength=candidate.strength, layers=candidate.layers,
-                     scope=candidate.scope, prompt_lengths=prompt_lengths)
+                     scope=candidate.scope, prompt_lengths=prompt_lengths, max_tokens=candidate.max_tokens)
 
     def _openings(self, candidate: Candidate, openings: _Openings, first: torch.Tensor, cache: DynamicCache,
                   mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -259,7 +259,8 @@ def calibrated_vector(vector: SteeringVector, report: CalibrationReport) -> Stee
     steering = chosen if chosen.mode.uses_steering else fallback
     setting: dict[str, Any] = {"mode": chosen.mode.value, "gate_recall": chosen.gate_recall}
     if steering is not None:
-        setting |= {"layers": list(steering.layers), "strength": steering.strength, "scope": steering.scope}
+        setting |= {"layers": list(steering.layers), "strength": steering.strength, "scope": steering.scope,
+                    "max_tokens": steering.max_tokens}
     summary = {"chosen": report.chosen.as_dict(), "plain": report.plain.as_dict(),
                "limits": dataclasses.asdict(report.limits), "counts": report.counts,
                "max_new_tokens": report.max_new_tokens}
