@@ -66,9 +66,9 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
     grid.add_argument("--token-budgets", type=_token_budgets, default=[None], metavar="LIST",
                       help="how many generated tokens to steer, to try: all (default) and/or counts, e.g. all,16 "
                            "(scope generated only)")
-    grid.add_argument("--gate-recalls", type=_gate_levels, default=[None, 0.8, 0.9, 0.95], metavar="LIST",
-                      help="awareness-gate levels to try: own (the probe's threshold) and shares of the harmful "
-                           "prompts to flag (default own,0.8,0.9,0.95; ignored without a probe)")
+    grid.add_argument("--gate-recalls", type=_gate_levels, default=[None], metavar="LIST",
+                      help="awareness-gate levels to try: own (the probe's threshold; the default) and shares of "
+                           "the harmful prompts to flag, e.g. own,0.9 (ignored without a probe)")
     search = parser.add_argument_group("search")
     search.add_argument("--shortlist", type=_int_at_least("--shortlist", 1), default=4, metavar="N",
                         help="steered settings to generate for after scoring (default 4)")
