@@ -5,7 +5,8 @@ Splits (by id, so they never move): calibration = HarmBench *val* `standard` row
 HarmBench *test* `standard` rows + the other half + `gsm8k_100.json`. Benchmark rows stay in
 the ignored `benchmarks/runs/`; only figures, tables and plots are copied to `docs/report/`.
 
-    python benchmarks/calibrate_embedded.py                 # calibrate, ship, evaluate, copy to docs
+    python benchmarks/calibrate_embedded.py                  # calibrate, evaluate the shipped setting, copy to docs
+    python benchmarks/calibrate_embedded.py --ship           # ... and ship the calibrated vector first
     python benchmarks/calibrate_embedded.py --skip-calibrate  # evaluate the shipped setting again (resumes)
 """
 
@@ -92,6 +93,9 @@ def keep_only_plain_records() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-calibrate", action="store_true", help="keep the shipped setting; only evaluate")
+    parser.add_argument("--ship", action="store_true",
+                        help="copy the calibrated vector into the package (check it against the behaviour tests "
+                             "first: a lowered gate can over-refuse benign prompts unlike the calibration set)")
     parser.add_argument("--strengths", default="0.25,0.5,0.75")
     parser.add_argument("--gate-recalls", default="own,0.9")
     parser.add_argument("--token-budgets", default="all,16")
@@ -115,17 +119,22 @@ def main() -> int:
                   args.token_budgets, "--modes", args.modes, "--max-new-tokens", args.calibration_tokens,
                   "--out", RUNS / "calibration",
                   "-o", RUNS / "calibration" / "vector.safetensors")
-        shutil.copyfile(RUNS / "calibration" / "vector.safetensors", shipped)
-        keep_only_plain_records()
+        if args.ship:
+            shutil.copyfile(RUNS / "calibration" / "vector.safetensors", shipped)
+            keep_only_plain_records()
     evaluate(["eval", "--harmful", DATA / "harmbench_behaviors_text_test.csv", "--where",
               "FunctionalCategory=standard", "--benign", RUNS / "benign-report.json", "--utility",
               DATA / "gsm8k_100.json", "--max-new-tokens", args.max_new_tokens], args.parallel)
     DOCS.mkdir(parents=True, exist_ok=True)
-    for source in [*(RUNS / "calibration").glob("*.png"), RUNS / "calibration" / "calibration.md",
-                   RUNS / "calibration" / "calibration.json", *(RUNS / "report").glob("*.png"),
-                   RUNS / "report" / "metrics.json", RUNS / "report" / "report.md"]:
+    search = f"search-{args.calibration_tokens}-tokens"
+    copies = {**{p: p.name for p in (RUNS / "calibration").glob("*.png")},
+              RUNS / "calibration" / "calibration.md": f"{search}.md",
+              RUNS / "calibration" / "calibration.json": f"{search}.json",
+              **{p: p.name for p in (RUNS / "report").glob("*.png")},
+              RUNS / "report" / "metrics.json": "metrics.json", RUNS / "report" / "report.md": "report.md"}
+    for source, name in copies.items():
         if source.is_file():
-            shutil.copyfile(source, DOCS / source.name)
+            shutil.copyfile(source, DOCS / name)
     print(f"copied figures to {DOCS}", file=sys.stderr)
     return 0
 
