@@ -29,7 +29,7 @@ from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt
 from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
 from .steering import SteeringVector, steer
-from .vectors import calibration_vector, recorded_mode, resolve_setting, resolve_vector
+from .vectors import calibration_vector, model_shape, recorded_mode, resolve_setting, resolve_vector
 
 
 @dataclass
@@ -148,8 +148,8 @@ class SelfGuard:
 
     def use_vector(self, vector: SteeringVector) -> SteeringVector:
         """Steer (and gate) with `vector` from now on; it must fit the model. Returns the one it replaces."""
-        vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
-                          fingerprint=self.loaded.fingerprint)
+        num_layers, hidden_size = model_shape(self.loaded)
+        vector.check_fits(num_layers=num_layers, hidden_size=hidden_size, fingerprint=self.loaded.fingerprint)
         previous = self.vector
         with self._vector_lock:
             self._vector, self._setting = vector, None

@@ -25,7 +25,8 @@ from .steering import SteeringVector
 logger = logging.getLogger(__name__)
 
 
-def _model_shape(loaded: LoadedModel) -> tuple[int, int]:
+def model_shape(loaded: LoadedModel) -> tuple[int, int]:
+    """Decoder-layer count and hidden size, what a vector must match."""
     config = loaded.model.config
     hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
     return len(decoder_layers(loaded.model)), hidden
@@ -51,7 +52,7 @@ def resolve_vector(
     progress: bool = True,
 ) -> SteeringVector:
     """Return a vector that fits `loaded`, or raise VectorMismatchError/CorruptFileError."""
-    num_layers, hidden = _model_shape(loaded)
+    num_layers, hidden = model_shape(loaded)
     if source is not None:
         vector = source if isinstance(source, SteeringVector) else SteeringVector.load(source)
         vector.check_fits(num_layers=num_layers, hidden_size=hidden, fingerprint=loaded.fingerprint)
