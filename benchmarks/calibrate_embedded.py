@@ -97,8 +97,10 @@ def main() -> int:
                         help="copy the calibrated vector into the package (check it against the behaviour tests "
                              "first: a lowered gate can over-refuse benign prompts unlike the calibration set)")
     parser.add_argument("--strengths", default="0.25,0.5,0.75")
-    parser.add_argument("--gate-recalls", default="own,0.9")
-    parser.add_argument("--token-budgets", default="all,16")
+    parser.add_argument("--gate-recalls", default="own")
+    parser.add_argument("--token-budgets", default="all")
+    parser.add_argument("--repetition-penalties", default="1,1.15")
+    parser.add_argument("--shortlist", default="6", help="steered settings calibrate generates for")
     parser.add_argument("--modes", default="prompt,self-guard", help="modes calibrate searches")
     parser.add_argument("--calibration-tokens", default="64", help="calibrate's token budget (as eval's)")
     parser.add_argument("--max-new-tokens", default="64", help="eval's token budget per answer")
@@ -116,7 +118,8 @@ def main() -> int:
         selfguard("calibrate", "--vector", base, "--harmful", DATA / "harmbench_behaviors_text_val.csv",
                   "--where", "FunctionalCategory=standard", "--benign", RUNS / "benign-calibration.json",
                   "--strengths", args.strengths, "--gate-recalls", args.gate_recalls, "--token-budgets",
-                  args.token_budgets, "--modes", args.modes, "--max-new-tokens", args.calibration_tokens,
+                  args.token_budgets, "--repetition-penalties", args.repetition_penalties,
+                  "--shortlist", args.shortlist, "--modes", args.modes, "--max-new-tokens", args.calibration_tokens,
                   "--out", RUNS / "calibration",
                   "-o", RUNS / "calibration" / "vector.safetensors")
         if args.ship:

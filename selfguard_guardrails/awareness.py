@@ -14,10 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidMessagesError
+from .errors import InvalidMessagesError, InvalidSettingError
 from .extraction import last_token_activations
-from .probe import AwarenessProbe, auc
+from .probe import PROBE_METHODS, AwarenessProbe, ProbeMethod, auc
 from .prompting import ChatRenderer, apply_safety_prompt, normalize_messages
+
+L2_PENALTY = 0.1  # on standardised states; 0.1 beat 1 and 10 in out-of-fold AUC on our calibration set
 
 
 def _best_threshold(positive: torch.Tensor, negative: torch.Tensor, max_false_positive: float) -> float:
@@ -38,39 +40,90 @@ def plain_renders(tokenizer: Any, prompts: Sequence[str]) -> list[str]:
     return [renderer.render(apply_safety_prompt(normalize_messages(p), None)) for p in prompts]
 
 
+def _logistic(states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """L2-regularised logistic regression on standardised states, returned as (unit direction,
+    offset) such that states @ direction + offset is the logit divided by a positive constant.
+
+    Standardising first keeps one penalty right for models whose hidden units differ in scale by
+    orders of magnitude; the penalty keeps a few hundred prompts from fitting a direction per word.
+    """
+    mean, spread = states.mean(0), states.std(0).clamp_min(1e-4)
+    z = (states - mean) / spread
+    weight = torch.zeros(states.shape[1], requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
+    target = labels.float()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(z @ weight + bias, target)
+        loss = loss + L2_PENALTY * (weight @ weight)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    raw = weight.detach() / spread  # logit = states @ raw + (bias - mean @ raw)
+    scale = raw.norm().clamp_min(1e-12)
+    return raw / scale, float((bias.detach() - mean @ raw) / scale)
+
+
+def _mean_difference(states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Harmful mean minus benign mean: no fitting, but it also picks up how the two sets are phrased."""
+    direction = states[labels == 1].mean(0) - states[labels == 0].mean(0)
+    return direction / direction.norm().clamp_min(1e-8), 0.0
+
+
+_FITS = {"logistic": _logistic, "mean_difference": _mean_difference}
+
+
+def _fit(method: str, states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    return _FITS[method](states, labels)
+
+
+def probe_from_states(states: torch.Tensor, labels: torch.Tensor, *, method: ProbeMethod = "logistic",
+                      folds: int = 5, max_false_positive: float = 0.05) -> AwarenessProbe:
+    """Pick the layer whose probe separates out-of-fold prompts best, fit it on all of them, and
+    set the threshold from out-of-fold scores (in-sample scores would put benign prompts too low).
+
+    `states` is [prompts, layers, hidden]; `labels` 1 for harmful, 0 for benign.
+    """
+    if method not in _FITS:
+        raise InvalidSettingError(f"Unknown probe method {method!r}: use one of {', '.join(PROBE_METHODS)}.")
+    fold = torch.arange(len(labels)) % folds  # fixed and interleaved, so every fold holds both labels
+    best: tuple[float, int, torch.Tensor] | None = None
+    for layer in range(states.shape[1]):
+        held_out = torch.empty(len(labels))
+        for k in range(folds):
+            direction, offset = _fit(method, states[fold != k, layer], labels[fold != k])
+            held_out[fold == k] = states[fold == k, layer] @ direction + offset
+        score = auc(held_out[labels == 1], held_out[labels == 0])
+        if best is None or score > best[0]:
+            best = (score, layer, held_out)
+    assert best is not None
+    score, layer, held_out = best
+    direction, offset = _fit(method, states[:, layer], labels)
+    threshold = _best_threshold(held_out[labels == 1], held_out[labels == 0], max_false_positive) - offset
+    return AwarenessProbe(layer=layer, direction=direction, threshold=threshold, auc=score, method=method)
+
+
 def fit_awareness_probe(
     model: nn.Module,
     tokenizer: Any,
     harmful: Sequence[str],
     benign: Sequence[str],
     *,
-    holdout: float = 0.3,
+    method: ProbeMethod = "logistic",
+    folds: int = 5,
     max_false_positive: float = 0.05,
     batch_size: int = 16,
     progress: bool = True,
 ) -> AwarenessProbe:
-    """Fit the probe on labelled prompts: pick the layer whose mean-difference direction
-    separates held-out prompts best, then the threshold that keeps benign flags rare."""
-    if len(harmful) < 4 or len(benign) < 4:
-        raise InvalidMessagesError("The awareness probe needs at least 4 harmful and 4 benign prompts.")
+    """Fit the probe on labelled prompts, read as the user sent them (no safety prompt)."""
+    if len(harmful) < folds or len(benign) < folds:
+        raise InvalidMessagesError(f"The awareness probe needs at least {folds} harmful and {folds} benign prompts "
+                                   f"(one per fold), got {len(harmful)} and {len(benign)}.")
     states = last_token_activations(model, tokenizer, plain_renders(tokenizer, [*harmful, *benign]),
                                     batch_size=batch_size, desc="awareness probe", progress=progress)
     labels = torch.tensor([1] * len(harmful) + [0] * len(benign))
-    held = torch.arange(len(labels)) % 10 < round(holdout * 10)  # a fixed, interleaved held-out split
-    train_h, train_b = states[(labels == 1) & ~held], states[(labels == 0) & ~held]
-    test_h, test_b = states[(labels == 1) & held], states[(labels == 0) & held]
-    best: tuple[float, int, torch.Tensor] | None = None
-    for layer in range(states.shape[1]):
-        direction = train_h[:, layer].mean(0) - train_b[:, layer].mean(0)
-        direction = direction / direction.norm().clamp_min(1e-8)
-        score = auc(test_h[:, layer] @ direction, test_b[:, layer] @ direction)
-        if best is None or score > best[0]:
-            best = (score, layer, direction)
-    assert best is not None
-    score, layer, direction = best
-    # Final direction and threshold use every labelled prompt at the chosen layer.
-    direction = states[labels == 1, layer].mean(0) - states[labels == 0, layer].mean(0)
-    direction = direction / direction.norm().clamp_min(1e-8)
-    positive, negative = states[labels == 1, layer] @ direction, states[labels == 0, layer] @ direction
-    threshold = _best_threshold(positive, negative, max_false_positive)
-    return AwarenessProbe(layer=layer, direction=direction, threshold=threshold, auc=score)
+    return probe_from_states(states, labels, method=method, folds=folds, max_false_positive=max_false_positive)

@@ -37,6 +37,7 @@ logger = logging.getLogger("selfguard_guardrails.cli")
 # Kept literal so that parsing arguments does not import torch; tests check it against `Mode`.
 MODES = ("plain", "prompt", "steer", "self-guard")
 SCOPES = ("all", "generated")
+PROBE_METHODS = ("logistic", "mean_difference")
 METHODS = ("mean_difference", "pca")
 DEMO_RESOURCE = "demo.json"
 
@@ -158,6 +159,9 @@ def _common_options() -> argparse.ArgumentParser:
     steering.add_argument("--steer-tokens", type=_int_at_least("--steer-tokens", 1), metavar="N",
                           help="steer only the first N generated tokens (scope generated; default: the vector "
                                "file's setting, else all)")
+    steering.add_argument("--repetition-penalty", type=_finite_float("--repetition-penalty", minimum=1),
+                          metavar="X", help="penalise tokens a steered answer already used, e.g. 1.15 (1: off; "
+                                            "default: the vector file's setting, else 1)")
     steering.add_argument("--thinking", choices=("on", "off"),
                           help="switch the chat template's thinking on/off (default: the template's own)")
     steering.add_argument("--think-in-tags", action="store_true",
@@ -226,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "setting.")
     extract.add_argument("--prompts", metavar="FILE", help="calibration prompts (default: the packaged set)")
     extract.add_argument("--method", choices=METHODS, default="mean_difference")
+    extract.add_argument("--probe-method", choices=PROBE_METHODS, default="logistic",
+                         help="how the awareness probe is fitted (default logistic; mean_difference also "
+                              "learns how harmful and benign prompts happen to be phrased)")
     extract.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=16, metavar="N")
     extract.add_argument("--output", "-o", required=True, metavar="PATH", help="where to save the vector")
     extract.set_defaults(func=cmd_extract)
@@ -274,7 +281,8 @@ def _thinking(args: argparse.Namespace) -> bool | None:
 
 
 def _steering_overrides(args: argparse.Namespace) -> bool:
-    return any(value is not None for value in (args.layers, args.strength, args.scope, args.steer_tokens))
+    return any(value is not None for value in (args.layers, args.strength, args.scope, args.steer_tokens,
+                                               args.repetition_penalty))
 
 
 def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGuard:
@@ -306,6 +314,8 @@ def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGu
         strength=args.strength if args.strength is not None else base.strength,
         scope=scope, source="command line",
         max_tokens=args.steer_tokens if args.steer_tokens is not None else kept_tokens,
+        repetition_penalty=(args.repetition_penalty if args.repetition_penalty is not None
+                            else base.repetition_penalty if base is not None else 1.0),
     )
     return SelfGuard(loaded, vector=engine.vector if base is not None else vector, setting=setting, **options)
 
@@ -592,7 +602,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
                                   scope=args.scope or base.scope, source="vector file")
     started = time.perf_counter()
     if args.prompts is None:  # our labelled set: fit the awareness probe too
-        vector = calibration_vector(loaded, engine.safety_prompt, method=args.method, batch_size=args.batch_size,
+        vector = calibration_vector(loaded, engine.safety_prompt, method=args.method,
+                                    probe_method=args.probe_method, batch_size=args.batch_size,
                                     progress=not args.quiet)
     else:
         vector = extract_steering_vector(loaded.model, loaded.tokenizer, prompts, safety=engine.safety_prompt,
@@ -616,7 +627,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         "  setting:  " + (f"layers {format_layers(setting.layers)}, λ {setting.strength:g}, scope {setting.scope} "
                           "(recorded in the file)" if setting is not None
                           else "none recorded (the engine's default applies; set one with --layers/--strength)"),
-        "  awareness probe: " + (f"layer {vector.probe.layer}, held-out AUC {vector.probe.auc:.3f}"
+        "  awareness probe: " + (f"{vector.probe.method}, layer {vector.probe.layer}, "
+                                 f"held-out AUC {vector.probe.auc:.3f}"
                                  if vector.probe is not None else "none (needs the labelled calibration set)"),
         "  norm per layer:",
         *_norms_table(vector.norms()),
@@ -647,9 +659,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("steering", f"layers {format_layers(steering['layers'])}, λ {steering['strength']:g}, "
                      f"scope {steering['scope']}"
                      + (f" (first {steering['max_tokens']} tokens)" if steering.get("max_tokens") else "")
+                     + (f", repetition penalty {steering['repetition_penalty']:g}"
+                        if steering.get("repetition_penalty", 1) != 1 else "")
                      + f" ({steering['source']})"),
         ("vector norms", norms or "-"),
-        ("awareness gate", (f"on, probe at layer {gate['probe_layer']} (held-out AUC {gate['probe_auc']})"
+        ("awareness gate", (f"on, {gate['probe_method']} probe at layer {gate['probe_layer']} "
+                            f"(held-out AUC {gate['probe_auc']})"
                             if (gate := info["gate"])["on"] else "off")),
         ("torch threads", info["torch_threads"]),
     ]

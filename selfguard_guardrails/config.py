@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .decoding import check_repetition_penalty
 from .errors import InvalidSettingError
 from .steering import SCOPES, Scope, check_max_tokens, check_strength
 
@@ -43,6 +44,9 @@ class SteeringSetting:
     scope: Scope = "all"
     source: str = field(default="provisional", compare=False)
     max_tokens: int | None = None  # scope generated only: steer the first N generated tokens (None: all)
+    # Steered answers only. Steering strong enough to make a small model refuse also keeps it
+    # from stopping (it repeats its refusal); penalising repeats lets it end instead.
+    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strength", check_strength(self.strength))
@@ -50,6 +54,7 @@ class SteeringSetting:
         if self.scope not in SCOPES:
             raise InvalidSettingError(f"Unknown steering scope {self.scope!r}: use one of {', '.join(SCOPES)}.")
         check_max_tokens(self.max_tokens, self.scope)
+        object.__setattr__(self, "repetition_penalty", check_repetition_penalty(self.repetition_penalty))
 
 
 # From a prototype on the embedded SmolLM2-135M (30 layers): λ 0.6 on layers 18-20 with the

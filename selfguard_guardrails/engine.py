@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,8 +186,10 @@ class SelfGuard:
                        "library_version": vector.library_version,
                        "norms": {str(k): round(v, 4) for k, v in vector.norms().items() if k in setting.layers}},
             "steering": {"layers": list(setting.layers), "strength": setting.strength, "scope": setting.scope,
-                         "max_tokens": setting.max_tokens, "source": setting.source},
-            "gate": {"on": self.gated, "probe_layer": probe.layer, "probe_auc": round(probe.auc, 4)}
+                         "max_tokens": setting.max_tokens, "repetition_penalty": setting.repetition_penalty,
+                         "source": setting.source},
+            "gate": {"on": self.gated, "probe_method": probe.method, "probe_layer": probe.layer,
+                     "probe_auc": round(probe.auc, 4)}
             if (probe := vector.probe) is not None else {"on": False},
             "torch_threads": torch.get_num_threads(),
         }
@@ -215,8 +217,16 @@ class SelfGuard:
         return _Prepared(encoded["input_ids"], encoded["attention_mask"], lengths,
                          [prompt_opens_think(text) for text in texts])
 
+    def _options_for(self, mode: Mode, options: DecodeOptions) -> DecodeOptions:
+        """Fill in the repetition penalty the caller left to the engine: the setting's for
+        steered answers, none for the others (plain answers stay the model's own)."""
+        if options.repetition_penalty is not None:
+            return options
+        penalty = self.setting.repetition_penalty if mode.uses_steering else 1.0
+        return replace(options, repetition_penalty=penalty)
+
     @contextmanager
-    def _session(self, mode: Mode, prepared: _Prepared) -> Iterator[SteeringApplied | None]:
+    def _session(self, mode: Mode, prepared: _Prepared, options: DecodeOptions) -> Iterator[SteeringApplied | None]:
         """The steering hooks, for steered modes, for one decode (the caller holds the model)."""
         with ExitStack() as stack:
             applied = None
@@ -229,7 +239,8 @@ class SelfGuard:
                                           prompt_lengths=prepared.prompt_lengths, max_tokens=setting.max_tokens))
                 applied = SteeringApplied(layers=list(setting.layers), strength=setting.strength,
                                           scope=setting.scope, method=vector.method,
-                                          vector_fingerprint=vector.model_fingerprint, max_tokens=setting.max_tokens)
+                                          vector_fingerprint=vector.model_fingerprint, max_tokens=setting.max_tokens,
+                                          repetition_penalty=options.repetition_penalty)
             yield applied
 
     # -- turning tokens into results ------------------------------------------------------
@@ -279,6 +290,7 @@ class SelfGuard:
         top_p: float = 1.0,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        repetition_penalty: float | None = None,
     ) -> list[GenerationResult]:
         """Generate for several prompts in one left-padded batch (one forward pass per step).
 
@@ -288,7 +300,8 @@ class SelfGuard:
             raise InvalidMessagesError("batch() needs a non-empty list of prompts or conversations; "
                                        "use generate() for a single prompt.")
         resolved = Mode.parse(mode or self.default_mode)
-        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed)
+        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
+                                repetition_penalty)
         checked = self._prepare(conversations, resolved, max_new_tokens)  # validate everything before any work
         with hold_model(self.loaded.model):
             scores = self._awareness_scores(conversations, resolved)
@@ -313,7 +326,8 @@ class SelfGuard:
         finished = torch.zeros(rows, dtype=torch.bool)
         clock = DecodeClock()
         eos_ids = set(self._decoder.eos_ids.tolist())
-        with self._session(mode, prepared) as applied:
+        options = self._options_for(mode, options)
+        with self._session(mode, prepared, options) as applied:
             for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
                 for row, token in enumerate(tokens.tolist()):
                     if finish[row] != "length":
@@ -362,7 +376,8 @@ class SelfGuard:
 
     def generate(self, messages: Messages, **options: Any) -> GenerationResult:
         """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
-        temperature (0 = greedy), top_p, stop, seed."""
+        temperature (0 = greedy), top_p, stop, seed, repetition_penalty (None: the steering
+        setting's on steered answers, 1 on the others)."""
         return self.batch([messages], **options)[0]
 
     def stream(
@@ -376,13 +391,15 @@ class SelfGuard:
         top_p: float = 1.0,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        repetition_penalty: float | None = None,
     ) -> Iterator[StreamPiece | GenerationResult]:
         """Yield `StreamPiece`s (reasoning or answer text) as they are decoded, then the result.
 
         Stopping the iteration (break, close, garbage collection) stops generating and frees the engine.
         """
         resolved = Mode.parse(mode or self.default_mode)
-        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed)
+        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
+                                repetition_penalty)
         checked = self._prepare([messages], resolved, max_new_tokens)  # raise bad input now, not at first next()
         return self._stream(messages, resolved, options, checked)
 
@@ -403,7 +420,8 @@ class SelfGuard:
         finished = torch.zeros(1, dtype=torch.bool)
         clock = DecodeClock()
         eos_ids = set(self._decoder.eos_ids.tolist())
-        with self._session(mode, prepared) as applied:
+        options = self._options_for(mode, options)
+        with self._session(mode, prepared, options) as applied:
             for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
                 token = int(tokens[0])
                 if token in eos_ids:

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+
+ProbeMethod = Literal["logistic", "mean_difference"]
+PROBE_METHODS: tuple[str, ...] = ("logistic", "mean_difference")
 
 
 @dataclass(frozen=True)
 class AwarenessProbe:
-    """Direction and threshold at one layer; `auc` is measured on held-out calibration prompts."""
+    """Unit direction and threshold at one layer; `auc` is measured on held-out calibration prompts.
+
+    Both fitting methods end in this form (a logistic model's scaling and bias are folded into
+    the threshold), so the gate is one dot product whichever method made it.
+    """
 
     layer: int
     direction: torch.Tensor
     threshold: float
     auc: float
+    method: str = "mean_difference"
 
     def score(self, activations: torch.Tensor) -> torch.Tensor:
-        """Projection of [n, hidden] last-token states on the harmful-minus-benign direction."""
+        """Projection of [n, hidden] last-token states on the probe's harmful direction."""
         return activations.to(torch.float32) @ self.direction.to(torch.float32)
 
 

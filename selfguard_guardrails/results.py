@@ -32,6 +32,7 @@ class SteeringApplied(BaseModel):
     method: str
     vector_fingerprint: str = Field(description="model fingerprint recorded in the vector")
     max_tokens: int | None = Field(default=None, description="generated tokens steered (None: all)")
+    repetition_penalty: float = Field(default=1.0, description="penalty on tokens the answer already used")
 
 
 class Timings(BaseModel):

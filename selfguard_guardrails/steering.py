@@ -85,7 +85,7 @@ class SteeringVector:
         if self.probe is not None:
             tensors["probe.direction"] = self.probe.direction.detach().to("cpu", torch.float32).contiguous()
             probe = {"probe_layer": str(self.probe.layer), "probe_threshold": repr(self.probe.threshold),
-                     "probe_auc": repr(self.probe.auc)}
+                     "probe_auc": repr(self.probe.auc), "probe_method": self.probe.method}
         metadata = {
             "format": _FORMAT,
             "model_fingerprint": self.model_fingerprint,
@@ -125,7 +125,8 @@ class SteeringVector:
             if "probe.direction" in tensors:
                 probe = AwarenessProbe(layer=int(metadata["probe_layer"]), direction=tensors["probe.direction"],
                                        threshold=float(metadata["probe_threshold"]),
-                                       auc=float(metadata["probe_auc"]))
+                                       auc=float(metadata["probe_auc"]),
+                                       method=metadata.get("probe_method", "mean_difference"))
             return cls(
                 directions=directions,
                 model_fingerprint=metadata["model_fingerprint"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .config import Mode, SteeringSetting, provisional_setting
 from .extraction import Method, extract_steering_vector
 from .layers import decoder_layers, validate_layers
 from .model import LoadedModel, default_cache_dir
+from .probe import AwarenessProbe, ProbeMethod
 from .prompt_files import calibration_records
 from .prompting import SafetyPrompt
 from .steering import SteeringVector
@@ -74,17 +76,27 @@ def resolve_vector(
 
 
 def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, method: Method = "mean_difference",
-                       batch_size: int = 16, progress: bool = True) -> SteeringVector:
+                       probe_method: ProbeMethod = "logistic", batch_size: int = 16,
+                       progress: bool = True) -> SteeringVector:
     """Vector and awareness probe from our packaged, labelled calibration prompts."""
     records = calibration_records()
     vector = extract_steering_vector(loaded.model, loaded.tokenizer, [r["prompt"] for r in records],
                                      safety=safety, method=method, batch_size=batch_size,
                                      model_fingerprint=loaded.fingerprint, model_name=loaded.name,
                                      progress=progress)
-    vector.probe = fit_awareness_probe(
-        loaded.model, loaded.tokenizer, [r["prompt"] for r in records if r["label"] == "harmful"],
-        [r["prompt"] for r in records if r["label"] == "benign"], batch_size=batch_size, progress=progress)
+    vector.probe = packaged_probe(loaded, method=probe_method, batch_size=batch_size, progress=progress)
     return vector
+
+
+def packaged_probe(loaded: LoadedModel, *, harmful: Sequence[str] = (), benign: Sequence[str] = (),
+                   method: ProbeMethod = "logistic", batch_size: int = 16, progress: bool = True) -> AwarenessProbe:
+    """The awareness probe fitted on our labelled prompts plus any the caller adds (e.g. a
+    calibration split, so the gate has seen prompts phrased like the ones it will judge)."""
+    records = calibration_records()
+    by_label = {label: [r["prompt"] for r in records if r["label"] == label] for label in ("harmful", "benign")}
+    return fit_awareness_probe(loaded.model, loaded.tokenizer, list(dict.fromkeys([*by_label["harmful"], *harmful])),
+                               list(dict.fromkeys([*by_label["benign"], *benign])), method=method,
+                               batch_size=batch_size, progress=progress)
 
 
 def recorded_setting(vector: SteeringVector) -> dict | None:
@@ -108,7 +120,8 @@ def resolve_setting(explicit: SteeringSetting | None, vector: SteeringVector, nu
     if values and values.get("layers"):
         setting = SteeringSetting(layers=tuple(values["layers"]), strength=values["strength"],
                                   scope=values.get("scope", "all"), source="vector file",
-                                  max_tokens=values.get("max_tokens"))
+                                  max_tokens=values.get("max_tokens"),
+                                  repetition_penalty=values.get("repetition_penalty", 1.0))
         validate_layers(list(setting.layers), num_layers)
         return setting
     return provisional_setting(num_layers)

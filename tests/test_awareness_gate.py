@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from selfguard_guardrails import SelfGuard, SteeringSetting
-from selfguard_guardrails.awareness import fit_awareness_probe
-from selfguard_guardrails.errors import InvalidSettingError
+from selfguard_guardrails.awareness import fit_awareness_probe, probe_from_states
+from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError
 from selfguard_guardrails.model import LoadedModel
 from selfguard_guardrails.probe import AwarenessProbe, auc
 from selfguard_guardrails.steering import SteeringVector
@@ -73,6 +73,7 @@ def test_probe_survives_save_and_load(tmp_path, smollm_tokenizer):
     loaded = SteeringVector.load(vector.save(tmp_path / "v.safetensors"))
     assert loaded.probe is not None
     assert (loaded.probe.layer, loaded.probe.threshold, loaded.probe.auc) == (2, 0.25, 0.9)
+    assert loaded.probe.method == vector.probe.method
     assert torch.equal(loaded.probe.direction, vector.probe.direction)
 
 
@@ -91,3 +92,49 @@ def test_auc_and_fitted_probe_mechanics(smollm_tokenizer):
     states = last_token_activations(model, smollm_tokenizer, plain_renders(smollm_tokenizer, benign), progress=False)
     false_positive = (probe.score(states[:, probe.layer]) >= probe.threshold).float().mean()
     assert false_positive <= 0.05 + 1e-6
+
+
+def planted_states(n: int, *, layers: int = 4, hidden: int = 16, layer: int = 2, seed: int = 0,
+                   nuisance: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise with a harmful signal planted on hidden unit 0 of one layer. With `nuisance`, unit 1
+    also differs by label, by more on average but under far larger noise: what a mean difference
+    chases and a fitted probe should not."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([1, 0] * (n // 2))
+    states = torch.randn(n, layers, hidden, generator=generator)
+    states[:, layer, 0] += 3.0 * labels
+    if nuisance:
+        states[:, layer, 1] = nuisance * (torch.randn(n, generator=generator) * 4 + 1.5 * labels)
+    return states, labels
+
+
+@pytest.mark.parametrize("method", ["logistic", "mean_difference"])
+def test_probe_finds_the_planted_layer_and_direction(method):
+    states, labels = planted_states(120)
+    probe = probe_from_states(states, labels, method=method)
+    assert probe.layer == 2 and probe.method == method and probe.auc > 0.95
+    assert torch.isclose(probe.direction.norm(), torch.tensor(1.0))
+    assert probe.direction[0] > 0.8  # the planted unit, with the harmful side positive
+    fresh, fresh_labels = planted_states(400, seed=1)
+    scores = probe.score(fresh[:, probe.layer])
+    assert (scores[fresh_labels == 0] >= probe.threshold).float().mean() <= 0.12  # ~5 % false positives
+    assert (scores[fresh_labels == 1] >= probe.threshold).float().mean() >= 0.6
+
+
+def test_logistic_probe_ignores_a_noisy_difference_that_a_mean_difference_follows():
+    states, labels = planted_states(200, nuisance=3.0)
+    fitted = probe_from_states(states, labels, method="logistic")
+    averaged = probe_from_states(states, labels, method="mean_difference")
+    assert fitted.auc > averaged.auc + 0.05
+    assert abs(fitted.direction[0]) > abs(fitted.direction[1])
+    assert abs(averaged.direction[1]) > abs(averaged.direction[0])
+
+
+def test_probe_rejects_an_unknown_method_and_too_few_prompts(smollm_tokenizer):
+    states, labels = planted_states(20)
+    with pytest.raises(InvalidSettingError, match="probe method"):
+        probe_from_states(states, labels, method="svm")
+    model = tiny_llama(vocab_size=len(smollm_tokenizer))
+    with pytest.raises(InvalidMessagesError, match="at least 5 harmful"):
+        fit_awareness_probe(model, smollm_tokenizer, ["a", "b", "c", "d"], ["e", "f", "g", "h", "i"],
+                            progress=False)

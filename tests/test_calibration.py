@@ -183,6 +183,28 @@ def test_the_pick_is_the_highest_harmful_refusal_within_the_limits(engine, monke
     assert report.counts == {"harmful": 4, "benign": 4, "grid": len(grid), "shortlist": 7}
 
 
+def test_a_repetition_penalty_shares_its_cells_score_and_is_written_into_the_file(engine, monkeypatch, tmp_path):
+    grid = build_grid(engine.num_layers, modes=["self-guard"], windows=[(1,)], strengths=(1.0,),
+                      repetition_penalties=(1.0, 1.5))
+    plain_cell, penalised = Candidate(Mode.SELF_GUARD, (1,), 1.0), Candidate(Mode.SELF_GUARD, (1,), 1.0,
+                                                                            repetition_penalty=1.5)
+    assert [c for c in grid if c.mode.uses_steering] == [plain_cell, penalised]
+    assert "rep 1.5" in penalised.label and "rep" not in plain_cell.label
+    assert penalised.setting(engine.setting).repetition_penalty == 1.5  # what stage 2 generates with
+    outcome = {PLAIN: _measured(0, 0, 0), plain_cell: _measured(8, 0, 3), penalised: _measured(7, 0, 0)}
+    monkeypatch.setattr(Calibrator, "_measure", lambda self, r, h, b: outcome.get(r.candidate, _measured(0, 0, 0)))
+    report = Calibrator(engine, shortlist=4, progress=False, limits=CalibrationLimits(0.05, 0.1, 1e9)).run(
+        [*PROMPTS, "x?"], [*PROMPTS, "y?"], grid)
+    scores = {r.candidate: (r.harmful_refusal_logprob, r.benign_refusal_logprob) for r in report.results}
+    assert scores[plain_cell] == scores[penalised]
+    assert report.chosen.candidate == penalised  # the unpenalised cell loops too often
+    fresh = SelfGuard(engine.loaded, vector=calibrated_vector(engine.vector, report).save(tmp_path / "v.safetensors"),
+                      progress=False)
+    assert fresh.setting.repetition_penalty == 1.5
+    with pytest.raises(InvalidSettingError, match="repetition_penalty"):
+        build_grid(engine.num_layers, repetition_penalties=(0.5,))
+
+
 def test_no_feasible_setting_means_no_file(engine, monkeypatch, tmp_path):
     monkeypatch.setattr(Calibrator, "_measure", lambda self, r, h, b: _measured(0, 0, 0) if r.candidate == PLAIN
                         else _measured(9, 9, 9))

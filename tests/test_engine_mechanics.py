@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from selfguard_guardrails import SelfGuard, SteeringSetting
+from selfguard_guardrails.config import Mode
 from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
 from selfguard_guardrails.extraction import last_token_activations
 from selfguard_guardrails.layers import decoder_layers
@@ -163,7 +164,8 @@ def test_malformed_messages_are_refused(engine, messages, message):
 
 
 @pytest.mark.parametrize("options", [{"max_new_tokens": 0}, {"temperature": -1.0}, {"mode": "yolo"},
-                                     {"min_new_tokens": 5, "max_new_tokens": 2}, {"top_p": 0.0}])
+                                     {"min_new_tokens": 5, "max_new_tokens": 2}, {"top_p": 0.0},
+                                     {"repetition_penalty": 0.9}, {"repetition_penalty": float("nan")}])
 def test_bad_generation_options_are_refused(engine, options):
     with pytest.raises(InvalidSettingError):
         engine.generate("Hi", **options)
@@ -207,3 +209,50 @@ def test_extraction_reads_the_last_prompt_token_even_with_a_right_padding_tokeni
     finally:
         tokenizer.padding_side = "left"
     torch.testing.assert_close(left, right)
+
+
+def test_penalise_repeats_arithmetic():
+    from selfguard_guardrails.decoding import penalise_repeats
+
+    logits = torch.tensor([[2.0, -2.0, 3.0, -1.0]])
+    seen = torch.tensor([[True, True, False, False]])
+    assert torch.equal(penalise_repeats(logits, seen, 2.0), torch.tensor([[1.0, -4.0, 3.0, -1.0]]))
+
+
+def test_repetition_penalty_matches_a_reference_greedy_loop(smollm_tokenizer):
+    """The decoder's penalty equals recomputing every step from scratch and penalising by hand."""
+    from selfguard_guardrails.decoding import penalise_repeats
+
+    engine = make_engine(smollm_tokenizer)
+    model = engine.loaded.model
+    prompt = engine._prepare(["Tell me a story about a cat."], Mode.PLAIN, 16)
+    ids = prompt.input_ids[0].tolist()
+    generated: list[int] = []
+    with torch.inference_mode():
+        for _ in range(16):
+            logits = model(input_ids=torch.tensor([ids + generated])).logits[0, -1:]
+            seen = torch.zeros_like(logits, dtype=torch.bool)
+            seen[0, generated] = True
+            generated.append(int(penalise_repeats(logits, seen, 3.0).argmax()))
+    eos = engine.loaded.tokenizer.eos_token_id
+    expected = generated[:generated.index(eos)] if eos in generated else generated
+    result = engine.generate("Tell me a story about a cat.", mode="plain", max_new_tokens=16, repetition_penalty=3.0)
+    assert result.usage.output_tokens >= len(expected)
+    plain = engine.generate("Tell me a story about a cat.", mode="plain", max_new_tokens=16)
+    assert engine.loaded.tokenizer.decode(expected) == result.answer != plain.answer
+
+
+def test_setting_penalty_applies_to_steered_answers_only(smollm_tokenizer):
+    setting = SteeringSetting(layers=(1, 2), strength=2.0, repetition_penalty=3.0)
+    engine = make_engine(smollm_tokenizer, setting=setting)
+    unpenalised = make_engine(smollm_tokenizer)
+    steered = engine.generate("Hi", mode="steer", max_new_tokens=12)
+    assert steered.steering.repetition_penalty == 3.0
+    assert steered.answer == unpenalised.generate("Hi", mode="steer", max_new_tokens=12, repetition_penalty=3.0).answer
+    assert steered.answer != unpenalised.generate("Hi", mode="steer", max_new_tokens=12).answer
+    assert engine.generate("Hi", mode="plain", max_new_tokens=12).answer == unpenalised.generate(
+        "Hi", mode="plain", max_new_tokens=12).answer
+    streamed = list(engine.stream("Hi", mode="steer", max_new_tokens=12))[-1]
+    assert streamed.answer == steered.answer
+    with pytest.raises(InvalidSettingError, match="repetition_penalty"):
+        SteeringSetting(layers=(1,), strength=1.0, repetition_penalty=0.5)

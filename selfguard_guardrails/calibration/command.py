@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ def _comma_list(what: str, example: str, convert: Callable[[str], Any]) -> Calla
 _strengths = _comma_list("strengths", "0.25,0.5,1", float)
 _token_budgets = _comma_list("token budgets (all, or a count of generated tokens)", "all,16",
                              lambda part: None if part == "all" else int(part))
+_penalties = _comma_list("repetition penalties (>= 1; 1 is off)", "1,1.15", float)
 _gate_levels = _comma_list("gate levels (own, or shares of harmful prompts to flag)", "own,0.8,0.9",
                            lambda part: None if part == "own" else float(part))
 
@@ -66,9 +68,18 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
     grid.add_argument("--token-budgets", type=_token_budgets, default=[None], metavar="LIST",
                       help="how many generated tokens to steer, to try: all (default) and/or counts, e.g. all,16 "
                            "(scope generated only)")
+    grid.add_argument("--repetition-penalties", type=_penalties, default=[1.0], metavar="LIST",
+                      help="penalties on tokens a steered answer already used, to try: e.g. 1,1.15 (default 1: "
+                           "off); only generation tells them apart, so each shares its cell's stage-1 score")
     grid.add_argument("--gate-recalls", type=_gate_levels, default=[None], metavar="LIST",
                       help="awareness-gate levels to try: own (the probe's threshold; the default) and shares of "
                            "the harmful prompts to flag, e.g. own,0.9 (ignored without a probe)")
+    grid.add_argument("--probe", choices=("refit", "keep"), default="refit",
+                      help="refit (default): fit the awareness probe again on the packaged labelled prompts plus "
+                           "these harmful and benign ones, so the gate has seen prompts like those it will judge; "
+                           "keep: use the vector's probe as it is")
+    grid.add_argument("--probe-method", choices=("logistic", "mean_difference"), default="logistic",
+                      help="how a refitted probe is fitted (default logistic)")
     search = parser.add_argument_group("search")
     search.add_argument("--shortlist", type=_int_at_least("--shortlist", 1), default=4, metavar="N",
                         help="steered settings to generate for after scoring (default 4)")
@@ -117,15 +128,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise InvalidSettingError(f"--output {output} is a directory: give a file path such as vector.safetensors.")
     harmful, benign = _prompt_sets(args)
     judge = _judge(args.judge)
-    if args.layers is not None or args.strength is not None or args.steer_tokens is not None:
-        logger.warning("--layers/--strength/--steer-tokens are ignored by calibrate: it searches them (see --window, "
-                       "--strengths, --token-budgets).")
-    args.layers = args.strength = args.scope = args.steer_tokens = None
+    if any(v is not None for v in (args.layers, args.strength, args.steer_tokens, args.repetition_penalty)):
+        logger.warning("--layers/--strength/--steer-tokens/--repetition-penalty are ignored by calibrate: it "
+                       "searches them (see --window, --strengths, --token-budgets, --repetition-penalties).")
+    args.layers = args.strength = args.scope = args.steer_tokens = args.repetition_penalty = None
     engine = load_engine(args)
+    if args.probe == "refit" and engine.gated:
+        from ..vectors import packaged_probe
+
+        probe = packaged_probe(engine.loaded, harmful=harmful, benign=benign, method=args.probe_method,
+                               batch_size=args.batch_size, progress=not args.quiet)
+        engine.use_vector(dataclasses.replace(engine.vector, probe=probe))
     grid = build_grid(engine.num_layers, modes=modes, scopes=scopes,
                       windows=args.window or default_windows(engine.num_layers, args.width),
                       strengths=args.strengths or DEFAULT_STRENGTHS,
-                      gate_recalls=args.gate_recalls if engine.gated else [None], token_budgets=args.token_budgets)
+                      gate_recalls=args.gate_recalls if engine.gated else [None], token_budgets=args.token_budgets,
+                      repetition_penalties=args.repetition_penalties)
     calibrator = Calibrator(engine, limits=limits, shortlist=args.shortlist, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, judge=judge, progress=not args.quiet)
     report = calibrator.run(harmful, benign, grid)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..config import Mode, SteeringSetting
+from ..decoding import check_repetition_penalty
 from ..errors import InvalidSettingError
 from ..layers import validate_layers
 from ..steering import SCOPES, Scope, check_max_tokens, check_strength
@@ -30,6 +31,7 @@ class Candidate:
     scope: Scope = "generated"
     gate_recall: float | None = None
     max_tokens: int | None = None  # steer only the first N generated tokens (None: all)
+    repetition_penalty: float = 1.0  # on the steered answers' repeated tokens (1: off)
 
     @property
     def label(self) -> str:
@@ -37,18 +39,20 @@ class Candidate:
         if not self.mode.uses_steering:
             return self.mode.value + gate
         scope = self.scope if self.max_tokens is None else f"first {self.max_tokens} tokens"
-        return f"{self.mode.value} L{window_label(self.layers)} λ{self.strength:g} {scope}{gate}"
+        penalty = "" if self.repetition_penalty == 1 else f" rep {self.repetition_penalty:g}"
+        return f"{self.mode.value} L{window_label(self.layers)} λ{self.strength:g} {scope}{penalty}{gate}"
 
     def setting(self, fallback: SteeringSetting) -> SteeringSetting:
         """The steering setting this candidate stands for (prompt-only keeps the fallback's layers)."""
         if not self.mode.uses_steering:
             return fallback
         return SteeringSetting(layers=self.layers, strength=self.strength, scope=self.scope, source="calibration",
-                               max_tokens=self.max_tokens)
+                               max_tokens=self.max_tokens, repetition_penalty=self.repetition_penalty)
 
     def as_dict(self) -> dict[str, object]:
         return {"mode": self.mode.value, "layers": list(self.layers), "strength": self.strength, "scope": self.scope,
-                "max_tokens": self.max_tokens, "gate_recall": self.gate_recall}
+                "max_tokens": self.max_tokens, "repetition_penalty": self.repetition_penalty,
+                "gate_recall": self.gate_recall}
 
 
 def window_label(layers: Sequence[int]) -> str:
@@ -91,8 +95,10 @@ def build_grid(
     scopes: Sequence[str] = ("generated",),
     gate_recalls: Sequence[float | None] = (None,),
     token_budgets: Sequence[int | None] = (None,),
+    repetition_penalties: Sequence[float] = (1.0,),
 ) -> list[Candidate]:
-    """Every (mode, window, λ, scope, gate level) to score; the prompt-only mode once per gate level."""
+    """Every (mode, window, λ, scope, token budget, repetition penalty, gate level) to score; the
+    prompt-only mode once per gate level."""
     parsed = searched_modes(modes, scopes)
     for recall in gate_recalls:
         if recall is not None and not 0 < recall <= 1:
@@ -102,6 +108,7 @@ def build_grid(
     budgets = list(dict.fromkeys(token_budgets))
     for budget in budgets:
         check_max_tokens(budget, "generated")
+    penalties = list(dict.fromkeys(check_repetition_penalty(p) for p in repetition_penalties))
     if any(s <= 0 for s in values):
         raise InvalidSettingError("Calibration strengths must be positive (λ 0 is the prompt-only mode).")
     grid: list[Candidate] = []
@@ -110,7 +117,7 @@ def build_grid(
             if not mode.uses_steering:
                 grid.append(Candidate(mode, gate_recall=recall))
                 continue
-            grid += [Candidate(mode, window, strength, scope, recall, budget)  # type: ignore[arg-type]
+            grid += [Candidate(mode, window, strength, scope, recall, budget, penalty)  # type: ignore[arg-type]
                      for scope in scopes for budget in budgets if scope == "generated" or budget is None
-                     for window in chosen_windows for strength in values]
+                     for window in chosen_windows for strength in values for penalty in penalties]
     return grid

@@ -37,6 +37,10 @@ def markdown(report: CalibrationReport) -> str:
              f"Limits: over-refusal at most +{limits.max_over_refusal:.0%} above plain, degeneration at most "
              f"{limits.max_degeneration:.0%}, benign KL at most {limits.max_kl:g} nats.",
              "",
+             *([] if (gate := report.gate) is None else [
+                 f"Awareness gate: {gate['method']} probe at layer {gate['layer']} (held-out AUC {gate['auc']:.3f}); "
+                 f"its own threshold flags {gate['harmful_flagged']:.0%} of these harmful and "
+                 f"{gate['benign_flagged']:.0%} of these benign prompts.", ""]),
              "| setting | refusal log-prob (harmful) | benign KL | harmful refusal | benign refusal | degenerate "
              "| verdict |",
              "|---|---|---|---|---|---|---|",

@@ -99,12 +99,13 @@ class CalibrationReport:
     seconds: dict[str, float]
     max_new_tokens: int
     judge: str = "keyword"
+    gate: dict[str, Any] | None = None  # the awareness probe and what its own threshold flags
 
     def as_dict(self) -> dict[str, Any]:
         return {"chosen": None if self.chosen is None else self.chosen.as_dict(),
                 "plain": self.plain.as_dict(), "limits": dataclasses.asdict(self.limits),
                 "counts": self.counts, "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
-                "max_new_tokens": self.max_new_tokens, "judge": self.judge,
+                "max_new_tokens": self.max_new_tokens, "judge": self.judge, "gate": self.gate,
                 "candidates": [r.as_dict() for r in self.results]}
 
     @property
@@ -169,7 +170,7 @@ class Calibrator:
             raise InvalidSettingError("Gate levels need an engine gated by an awareness probe: use a vector with a "
                                       "probe, or leave gate_recall None (--gate-recalls own).")
         clock = time.perf_counter()
-        results, plain = self._score(list(harmful), list(benign), grid)
+        results, plain, gate = self._score(list(harmful), list(benign), grid)
         scored = time.perf_counter()
         shortlisted = _shortlist(results, self.shortlist_size, self.limits)
         plain.measured = self._measure(plain, harmful, benign)
@@ -184,13 +185,13 @@ class Calibrator:
                                  counts={"harmful": len(harmful), "benign": len(benign), "grid": len(grid),
                                          "shortlist": len(shortlisted)},
                                  seconds={"score": scored - clock, "generate": time.perf_counter() - scored},
-                                 max_new_tokens=self.max_new_tokens, judge=judge_name(self.judge))
+                                 max_new_tokens=self.max_new_tokens, judge=judge_name(self.judge), gate=gate)
 
     def _score(self, harmful: list[str], benign: list[str], grid: Sequence[Candidate]
-               ) -> tuple[list[CandidateResult], CandidateResult]:
+               ) -> tuple[list[CandidateResult], CandidateResult, dict[str, Any] | None]:
         """Score each distinct steering once on every prompt, then apply each candidate's gate level."""
         scorer = CandidateScorer(self.engine, batch_size=self.batch_size)
-        steerings = list(dict.fromkeys(dataclasses.replace(c, gate_recall=None) for c in grid))
+        steerings = list(dict.fromkeys(map(_scored_part, grid)))
         with tqdm(total=len(harmful) + len(benign), desc=f"calibrate: score {len(steerings)} settings",
                   unit="prompt", disable=not self.progress) as bar:
             raw_h = scorer.score(harmful, steerings, with_kl=False, on_batch=bar.update)
@@ -199,14 +200,14 @@ class Calibrator:
         awareness = (self.engine.awareness(harmful), self.engine.awareness(benign)) if self.engine.gated else None
         results = []
         for candidate in grid:
-            steering = dataclasses.replace(candidate, gate_recall=None)
+            steering = _scored_part(candidate)
             h, b, offset = raw_h[steering], raw_b[steering], 0.0
             if awareness is not None:
                 offset = gate_offset(awareness[0], candidate.gate_recall)
                 h = gated(h, raw_h[PLAIN], [s >= offset for s in awareness[0]])
                 b = gated(b, raw_b[PLAIN], [s >= offset for s in awareness[1]])
             results.append(CandidateResult(candidate, h.refusal_logprob, b.refusal_logprob, b.mean_kl, offset))
-        return results, plain
+        return results, plain, None if awareness is None else _gate_summary(self.engine.vector.probe, *awareness)
 
     def _measure(self, result: CandidateResult, harmful: Sequence[str], benign: Sequence[str]) -> Measured:
         candidate = result.candidate
@@ -232,6 +233,18 @@ class Calibrator:
             batch = list(prompts[start:start + self.batch_size])
             answers += [r.answer for r in self.engine.batch(batch, mode=mode, max_new_tokens=self.max_new_tokens)]
         return answers
+
+
+def _scored_part(candidate: Candidate) -> Candidate:
+    """What stage 1 scores: the gate is applied afterwards, and a repetition penalty does not
+    touch the refusal opening it reads (its tokens do not repeat), so neither is scored apart."""
+    return dataclasses.replace(candidate, gate_recall=None, repetition_penalty=1.0)
+
+
+def _gate_summary(probe: Any, harmful: Sequence[float], benign: Sequence[float]) -> dict[str, Any]:
+    return {"method": probe.method, "layer": probe.layer, "auc": round(probe.auc, 4),
+            "harmful_flagged": rate([s >= 0 for s in harmful]).value,
+            "benign_flagged": rate([s >= 0 for s in benign]).value}
 
 
 def gate_offset(harmful_awareness: Sequence[float], recall: float | None) -> float:
@@ -260,7 +273,7 @@ def calibrated_vector(vector: SteeringVector, report: CalibrationReport) -> Stee
     setting: dict[str, Any] = {"mode": chosen.mode.value, "gate_recall": chosen.gate_recall}
     if steering is not None:
         setting |= {"layers": list(steering.layers), "strength": steering.strength, "scope": steering.scope,
-                    "max_tokens": steering.max_tokens}
+                    "max_tokens": steering.max_tokens, "repetition_penalty": steering.repetition_penalty}
     summary = {"chosen": report.chosen.as_dict(), "plain": report.plain.as_dict(),
                "limits": dataclasses.asdict(report.limits), "counts": report.counts,
                "max_new_tokens": report.max_new_tokens}
