@@ -33,3 +33,7 @@ class PromptTooLongError(SelfGuardError, ValueError):
 
 class InvalidSettingError(SelfGuardError, ValueError):
     """A steering or generation setting is out of range (NaN strength, bad layer index...)."""
+
+
+class AuditLogError(SelfGuardError):
+    """An audit sink could not write a record, or a log could not be read."""
