@@ -126,11 +126,17 @@ def format_layers(layers: Iterable[int]) -> str:
 # --------------------------------------------------------------------------- parser
 
 
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    out = common.add_argument_group("output")
+def _output_options() -> argparse.ArgumentParser:
+    """-v / -q, shared by every command, including those that load no model."""
+    output = argparse.ArgumentParser(add_help=False)
+    out = output.add_argument_group("output")
     out.add_argument("-v", "--verbose", action="count", default=0, help="log more to stderr (-vv for debug)")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return output
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False, parents=[_output_options()])
 
     model = common.add_argument_group("model")
     model.add_argument("--model", metavar="SOURCE",
@@ -241,11 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
+    from .audit_command import add_audit_command
     from .calibration.command import add_calibrate_command
     from .evaluation.command import add_eval_command
 
     add_eval_command(commands, common)
     add_calibrate_command(commands, common)
+    add_audit_command(commands, _output_options())
     return parser
 
 

@@ -199,3 +199,27 @@ def test_a_writer_killed_mid_run_leaves_every_other_record_readable(tmp_path):
         assert len(indexes) > 100
         assert indexes == list(range(len(indexes)))  # a gap-free prefix: at most the record in flight is lost
         assert records[-1].context["writer"] == "after"
+
+
+def test_audit_command_summarises_and_filters_both_log_kinds(sink_path, capsys):
+    import json as json_module
+
+    from selfguard_guardrails.cli import main
+
+    sink = open_audit_sink(sink_path)
+    for r in (AuditRecord(model="a", mode="plain", prompt_hash="1", time=datetime(2026, 11, 1, tzinfo=timezone.utc)),
+              AuditRecord(model="b", mode="self-guard", prompt_hash="2", action="redact",
+                          findings=[finding(), finding("pii")])):
+        sink.write(r)
+    assert main(["audit", str(sink_path), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "records:   2" in out and "secret 1" in out and "redact 1" in out and "secret/password@reasoning" in out
+    assert main(["audit", str(sink_path), "--json", "--kind", "pii"]) == 0
+    payload = json_module.loads(capsys.readouterr().out)
+    assert payload["summary"]["records"] == 1 and payload["records"][0]["model"] == "b"
+    assert main(["audit", str(sink_path), "--json", "--until", "2026-11-02"]) == 0
+    assert [r["model"] for r in json_module.loads(capsys.readouterr().out)["records"]] == ["a"]
+    assert main(["audit", str(sink_path), "--since", "yesterday"]) == 2
+    assert "not an ISO date" in capsys.readouterr().err
+    assert main(["audit", str(sink_path.with_name("missing.jsonl"))]) == 2
+    assert "No audit log" in capsys.readouterr().err
