@@ -1,0 +1,117 @@
+"""Copies of protected text: spans of the system prompt or of private documents, and canaries.
+
+Texts are compared as word sequences (case and punctuation ignored). Every run of `SHINGLE`
+words the output shares with a source marks those words as copied; marked words at most
+`GAP` unmarked words apart merge into one span, so a copy with a pronoun changed or a word
+dropped here and there is still one copy. A span counts when it holds at least `MIN_WORDS`
+copied words, `MIN_RUN` of them in one verbatim run: common phrases ("if you have any
+questions") do not reach that, a copied sentence does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from itertools import pairwise
+
+from .findings import Kind, Severity
+from .matches import Match
+
+SHINGLE = 3
+GAP = 4
+MIN_WORDS = 8
+MIN_RUN = 5
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
+
+
+def output_words(text: str) -> list[tuple[str, int, int]]:
+    """The words of a text (lowercased) with their character spans, read once per text."""
+    return [(m.group().lower().replace("’", "'"), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+@lru_cache(maxsize=64)
+def _public_shingles(texts: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
+    return frozenset(g for text in texts for g in _shingles([w for w, _, _ in output_words(text)]))
+
+
+@lru_cache(maxsize=256)
+def protected_text(text: str, ignore: tuple[str, ...] = ()) -> ProtectedText:
+    """A source indexed once: the same system prompt or document is checked on every call."""
+    return ProtectedText(text, ignore)
+
+
+class ProtectedText:
+    """One source (a system prompt or a document), indexed by its word shingles."""
+
+    def __init__(self, text: str, ignore: Sequence[str] = ()) -> None:
+        self.words = [w for w, _, _ in output_words(text)]
+        ignored = _public_shingles(tuple(ignore))
+        self.vocabulary = frozenset(self.words)
+        self.shingles: dict[tuple[str, ...], int] = {}  # each shingle's first place in the source
+        for index, gram in enumerate(_shingles(self.words)):
+            if gram not in ignored:  # our own public safety prompt is never a leak
+                self.shingles.setdefault(gram, index)
+
+    def copied_spans(self, words: Sequence[tuple[str, int, int]]) -> Iterator[tuple[int, int, int, int]]:
+        """(start char, end char, first source word, last source word) of each copy in the output
+        `words` (from `output_words`)."""
+        marked: dict[int, int] = {}  # output word index -> a source word index it copies
+        known = [w in self.vocabulary for w, _, _ in words]
+        for index in range(len(words) - SHINGLE + 1):
+            if not all(known[index:index + SHINGLE]):  # cheap test before building the shingle
+                continue
+            source = self.shingles.get(tuple(w for w, _, _ in words[index:index + SHINGLE]))
+            if source is not None:
+                for offset in range(SHINGLE):
+                    marked.setdefault(index + offset, source + offset)
+        if not marked:
+            return
+        indexes = sorted(marked)
+        run = [indexes[0]]
+        for index in [*indexes[1:], None]:
+            if index is not None and index - run[-1] <= GAP + 1:
+                run.append(index)
+                continue
+            if len(run) >= MIN_WORDS and _longest_verbatim(run, marked) >= MIN_RUN:
+                sources = [marked[i] for i in run]
+                yield words[run[0]][1], words[run[-1]][2], min(sources), max(sources)
+            if index is not None:
+                run = [index]
+
+
+def _longest_verbatim(run: list[int], marked: dict[int, int]) -> int:
+    """The longest stretch of consecutive output words copying consecutive source words."""
+    best = length = 1
+    for previous, index in pairwise(run):
+        length = length + 1 if index == previous + 1 and marked[index] == marked[previous] + 1 else 1
+        best = max(best, length)
+    return best
+
+
+def _shingles(words: Sequence[str]) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
+
+
+def find_copies(words: Sequence[tuple[str, int, int]], sources: Sequence[ProtectedText], kind: Kind, subtype: str,
+                severity: Severity) -> Iterator[Match]:
+    for number, source in enumerate(sources):
+        for start, end, first, last in source.copied_spans(words):
+            yield Match(kind, subtype, start, end, severity, f"{number}:{first}-{last}")
+
+
+def find_canaries(text: str, canaries: Sequence[str]) -> Iterator[Match]:
+    """Exact occurrences (case-insensitive, not inside a longer token) of each canary string."""
+    for canary in canaries:
+        pattern = re.compile(r"(?<![\w\-])" + re.escape(canary) + r"(?![\w\-])", re.IGNORECASE)
+        for found in pattern.finditer(text):
+            yield Match("private_context", "canary", found.start(), found.end(), "critical", canary.lower())
+
+
+def overlapping_keys(a: str, b: str) -> bool:
+    """Whether two copy keys ("source:first-last") name overlapping words of the same source."""
+    source_a, range_a = a.split(":")
+    source_b, range_b = b.split(":")
+    first_a, last_a = map(int, range_a.split("-"))
+    first_b, last_b = map(int, range_b.split("-"))
+    return source_a == source_b and first_a <= last_b and first_b <= last_a
