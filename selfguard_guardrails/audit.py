@@ -152,6 +152,32 @@ def open_audit_sink(target: str | Any) -> AuditSink:
     return JsonlAuditSink(path)
 
 
+def audit_log(target: Any, *, on_failure: FailureMode | str = "closed") -> AuditLog | None:
+    """The engine's audit log from its `audit=` option: None (no log), an `AuditLog`, a sink, a
+    path, or a list of sinks and paths."""
+    if target is None:
+        return None
+    if isinstance(target, AuditLog):
+        return target
+    targets = list(target) if isinstance(target, (list, tuple)) else [target]
+    return AuditLog([open_audit_sink(t) for t in targets], on_failure=on_failure)  # type: ignore[arg-type]
+
+
+def record_for(result: Any, messages: Any, *, latency_seconds: float, model_fingerprint: str = "") -> AuditRecord:
+    """The audit record of one engine result (a `GenerationResult`), with the current context."""
+    steering, report, awareness = result.steering, result.leakage, result.awareness
+    return AuditRecord(
+        model=result.model, model_fingerprint=model_fingerprint, mode=result.mode,
+        steering_layers=None if steering is None else list(steering.layers),
+        steering_strength=None if steering is None else steering.strength,
+        awareness=awareness, gate_fired=None if awareness is None else awareness >= 0,
+        prompt_hash=prompt_hash(messages), input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens, reasoning_tokens=result.usage.reasoning_tokens,
+        findings=[] if report is None else list(report.findings), action="none" if report is None else report.action,
+        attempts=[] if report is None else list(report.attempts), latency_seconds=round(latency_seconds, 6),
+        context=current_audit_context())
+
+
 def read_audit_log(path: Any, **filters: Any) -> list[AuditRecord]:
     """Records of a JSONL or SQLite log (told apart by the file's first bytes), filtered by
     kind=, since=, until= (datetimes) and model=."""

@@ -250,9 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .audit_command import add_audit_command
     from .calibration.command import add_calibrate_command
     from .evaluation.command import add_eval_command
+    from .leakage.command import add_scan_command
 
     add_eval_command(commands, common)
     add_calibrate_command(commands, common)
+    add_scan_command(commands, _output_options())
     add_audit_command(commands, _output_options())
     return parser
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from .audit import audit_log, record_for
 from .config import DEFAULT_MAX_NEW_TOKENS, Mode, SteeringSetting
 from .decoding import DecodeClock, DecodeOptions, Decoder
 from .errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
 from .extraction import extract_steering_vector, last_token_activations
 from .layers import decoder_layers, validate_layers
+from .leakage.guard import LeakGuard
+from .leakage.policy import LeakPolicy
+from .leakage.streaming import StreamGuard
 from .locking import hold_model
 from .model import LoadedModel, load_model
 from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt, normalize_messages
@@ -30,6 +34,9 @@ from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
 from .steering import SteeringVector, steer
 from .vectors import calibration_vector, model_shape, recorded_mode, resolve_setting, resolve_vector
+
+if TYPE_CHECKING:
+    from .leakage.scanner import LeakContext
 
 
 @dataclass
@@ -40,6 +47,15 @@ class _Prepared:
     attention_mask: torch.Tensor
     prompt_lengths: torch.Tensor
     opens_think: list[bool]
+
+
+def _drain(pieces: Generator[StreamPiece, None, GenerationResult]) -> GenerationResult:
+    """Run a piece generator to its end without showing anything; its result."""
+    while True:
+        try:
+            next(pieces)
+        except StopIteration as done:
+            return done.value
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -61,10 +77,17 @@ class SelfGuard:
         thinking: bool | None = None,
         think_in_tags: bool = False,
         gate: bool | None = None,
+        leak_policy: LeakPolicy | Mapping[str, Any] | str | None = None,
+        leak_checks: bool = True,
+        canaries: Sequence[str] = (),
+        audit: Any = None,
+        audit_failure: str = "closed",
         cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
     ) -> None:
         self.loaded = loaded
+        self.leaks = LeakGuard(LeakPolicy.parse(leak_policy), canaries=canaries) if leak_checks else None
+        self.audit = audit_log(audit, on_failure=audit_failure)
         self.gate = gate
         self.safety_prompt = safety_prompt or SafetyPrompt()
         self._mode = None if mode is None else Mode.parse(mode)
@@ -102,7 +125,7 @@ class SelfGuard:
     ) -> SelfGuard:
         """Load a model (None = the embedded SmolLM2-135M, a hub id, a local dir, a GGUF file or a
         (model, tokenizer) pair) and wrap it. Engine options: vector, setting, safety_prompt, mode,
-        thinking, think_in_tags, gate."""
+        thinking, think_in_tags, gate, leak_policy, leak_checks, canaries, audit, audit_failure."""
         loaded = load_model(source, dtype=dtype, device=device, threads=threads, cache_dir=cache_dir,
                             allow_download=allow_download, trust_remote_code=trust_remote_code,
                             progress=progress)
@@ -226,12 +249,13 @@ class SelfGuard:
         return replace(options, repetition_penalty=penalty)
 
     @contextmanager
-    def _session(self, mode: Mode, prepared: _Prepared, options: DecodeOptions) -> Iterator[SteeringApplied | None]:
+    def _session(self, mode: Mode, prepared: _Prepared, options: DecodeOptions,
+                 setting: SteeringSetting | None = None) -> Iterator[SteeringApplied | None]:
         """The steering hooks, for steered modes, for one decode (the caller holds the model)."""
         with ExitStack() as stack:
             applied = None
             if mode.uses_steering:
-                vector, setting = self.vector, self.setting
+                vector, setting = self.vector, setting or self.setting
                 vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
                                   fingerprint=self.loaded.fingerprint)
                 stack.enter_context(steer(self.loaded.model, vector, strength=setting.strength,
@@ -291,11 +315,16 @@ class SelfGuard:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         repetition_penalty: float | None = None,
+        private_context: Sequence[str] | None = None,
+        canaries: Sequence[str] | None = None,
     ) -> list[GenerationResult]:
         """Generate for several prompts in one left-padded batch (one forward pass per step).
 
         With the awareness gate on, prompts the probe does not flag run as `plain` in a second batch.
+        Every result is checked for leaks (`private_context` and `canaries` add to what is
+        protected) and written to the audit log, one record per prompt.
         """
+        started = time.perf_counter()
         if isinstance(conversations, str) or not conversations:
             raise InvalidMessagesError("batch() needs a non-empty list of prompts or conversations; "
                                        "use generate() for a single prompt.")
@@ -303,6 +332,8 @@ class SelfGuard:
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
                                 repetition_penalty)
         checked = self._prepare(conversations, resolved, max_new_tokens)  # validate everything before any work
+        contexts = (None if self.leaks is None else
+                    [self.leaks.context_for(c, private_context, canaries) for c in conversations])
         with hold_model(self.loaded.model):
             scores = self._awareness_scores(conversations, resolved)
             groups: dict[Mode, list[int]] = {}
@@ -315,10 +346,41 @@ class SelfGuard:
                 for row, result in zip(rows, self._decode_batch(subset, effective, options, reuse), strict=True):
                     results[row] = result.model_copy(update={
                         "mode": resolved.value, "awareness": None if scores is None else scores[row]})
+            if self.leaks is not None and contexts is not None:
+                results = [self.leaks.check(result, context, self._regenerator(messages, resolved, options))
+                           for result, context, messages in zip(results, contexts, conversations, strict=True)]
+        self._write_audit(conversations, results, started)  # type: ignore[arg-type]
+        if self.leaks is not None:
+            for result in results:
+                self.leaks.raise_if_blocked(result)  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
 
+    def _regenerator(self, messages: Messages, requested: Mode, options: DecodeOptions,
+                     ) -> Callable[[int], GenerationResult]:
+        """Tries for the `regenerate` policy: Self-Guard (both halves, gate or not) with λ raised
+        by the policy's step for each try."""
+        def regenerate(attempt: int) -> GenerationResult:
+            base = self.setting
+            step = self.leaks.policy.strength_step if self.leaks is not None else 0.0
+            setting = replace(base, strength=base.strength + step * (attempt - 1), source="leak policy")
+            result = self._decode_batch([messages], Mode.SELF_GUARD, options, setting=setting)[0]
+            return result.model_copy(update={"mode": requested.value})
+
+        return regenerate
+
+    def _write_audit(self, conversations: Sequence[Messages], results: Sequence[GenerationResult],
+                     started: float) -> None:
+        """One record per generation; the latency is the whole call's (a batch shares it)."""
+        if self.audit is None:
+            return
+        latency = time.perf_counter() - started
+        for messages, result in zip(conversations, results, strict=True):
+            self.audit.write(record_for(result, normalize_messages(messages), latency_seconds=latency,
+                                        model_fingerprint=self.loaded.fingerprint))
+
     def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
-                      prepared: _Prepared | None = None) -> list[GenerationResult]:
+                      prepared: _Prepared | None = None, setting: SteeringSetting | None = None,
+                      ) -> list[GenerationResult]:
         prepared = prepared or self._prepare(conversations, mode, options.max_new_tokens)
         rows = len(conversations)
         generated: list[list[int]] = [[] for _ in range(rows)]
@@ -327,7 +389,7 @@ class SelfGuard:
         clock = DecodeClock()
         eos_ids = set(self._decoder.eos_ids.tolist())
         options = self._options_for(mode, options)
-        with self._session(mode, prepared, options) as applied:
+        with self._session(mode, prepared, options, setting) as applied:
             for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
                 for row, token in enumerate(tokens.tolist()):
                     if finish[row] != "length":
@@ -377,7 +439,7 @@ class SelfGuard:
     def generate(self, messages: Messages, **options: Any) -> GenerationResult:
         """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
         temperature (0 = greedy), top_p, stop, seed, repetition_penalty (None: the steering
-        setting's on steered answers, 1 on the others)."""
+        setting's on steered answers, 1 on the others), private_context, canaries."""
         return self.batch([messages], **options)[0]
 
     def stream(
@@ -392,27 +454,53 @@ class SelfGuard:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         repetition_penalty: float | None = None,
+        private_context: Sequence[str] | None = None,
+        canaries: Sequence[str] | None = None,
     ) -> Iterator[StreamPiece | GenerationResult]:
         """Yield `StreamPiece`s (reasoning or answer text) as they are decoded, then the result.
 
         Stopping the iteration (break, close, garbage collection) stops generating and frees the engine.
+        With a leak policy that redacts or blocks, text is held back until it is checked (see
+        docs/leakage.md); one that regenerates holds the whole text until the last try.
         """
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
                                 repetition_penalty)
         checked = self._prepare([messages], resolved, max_new_tokens)  # raise bad input now, not at first next()
-        return self._stream(messages, resolved, options, checked)
+        context = None if self.leaks is None else self.leaks.context_for(messages, private_context, canaries)
+        return self._stream(messages, resolved, options, checked, context)
 
-    def _stream(self, messages: Messages, requested: Mode, options: DecodeOptions, checked: _Prepared
-                ) -> Iterator[StreamPiece | GenerationResult]:
+    def _stream(self, messages: Messages, requested: Mode, options: DecodeOptions, checked: _Prepared,
+                context: LeakContext | None) -> Iterator[StreamPiece | GenerationResult]:
+        started = time.perf_counter()
+        policy = None if self.leaks is None else self.leaks.policy
+        hold_all = policy is not None and bool(policy.kinds_with("regenerate"))
+        guard = (StreamGuard(self.leaks.scanner, context, policy)  # type: ignore[union-attr, arg-type]
+                 if policy is not None and policy.holds_back_streams and not hold_all else None)
         with hold_model(self.loaded.model):
             scores = self._awareness_scores([messages], requested)
             mode = self._effective_mode(requested, scores, 0)
             prepared = checked if mode is requested else self._prepare([messages], mode, options.max_new_tokens)
-            yield from self._stream_tokens(prepared, mode, options, requested, scores)
+            pieces = self._stream_tokens(prepared, mode, options, guard)
+            result = _drain(pieces) if hold_all else (yield from pieces)
+            result = result.model_copy(update={"mode": requested.value,
+                                               "awareness": None if scores is None else scores[0]})
+            if self.leaks is not None:
+                result = self.leaks.check(result, context,  # type: ignore[arg-type]
+                                          self._regenerator(messages, requested, options))
+        if hold_all:
+            yield from self._pieces([("reasoning", result.reasoning), ("answer", result.answer)])
+        elif (result.leakage is not None and result.leakage.action == "block"
+              and self.leaks is not None and self.leaks.policy.block_with == "refusal"):
+            yield StreamPiece(channel="answer", text=result.answer)  # what the reader is shown instead
+        self._write_audit([messages], [result], started)
+        if self.leaks is not None:
+            self.leaks.raise_if_blocked(result)
+        yield result
 
-    def _stream_tokens(self, prepared: _Prepared, mode: Mode, options: DecodeOptions, requested: Mode,
-                       scores: list[float] | None) -> Iterator[StreamPiece | GenerationResult]:
+    def _stream_tokens(self, prepared: _Prepared, mode: Mode, options: DecodeOptions,
+                       guard: StreamGuard | None) -> Generator[StreamPiece, None, GenerationResult]:
+        """Decode one prompt, yielding its pieces (through the leak guard, if any); returns the result."""
         holdback = max((len(s) for s in options.stop), default=1) - 1
         splitter = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=prepared.opens_think[0]).stream()
         ids: list[int] = []
@@ -421,6 +509,12 @@ class SelfGuard:
         clock = DecodeClock()
         eos_ids = set(self._decoder.eos_ids.tolist())
         options = self._options_for(mode, options)
+
+        def release(parts: list[tuple[Channel, str]]) -> list[tuple[Channel, str]]:
+            if guard is None:
+                return parts
+            return [out for channel, piece in parts for out in guard.feed(channel, piece)]
+
         with self._session(mode, prepared, options) as applied:
             for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
                 token = int(tokens[0])
@@ -436,12 +530,13 @@ class SelfGuard:
                 while safe_end > emitted and text[safe_end - 1] == "\ufffd":  # incomplete UTF-8 sequence
                     safe_end -= 1
                 if safe_end > emitted:
-                    yield from self._pieces(splitter.feed(text[emitted:safe_end]))
+                    yield from self._pieces(release(splitter.feed(text[emitted:safe_end])))
                     emitted = safe_end
-            yield from self._pieces(splitter.feed(text[emitted:]) + splitter.finish())
-        result = self._result(ids, finish, mode, prepared, 0, options, applied, clock)
-        awareness = None if scores is None else scores[0]
-        yield result.model_copy(update={"mode": requested.value, "awareness": awareness})
+                if guard is not None and guard.blocked:
+                    break  # a blocked leak: nothing more will be shown, so stop generating
+            rest = release(splitter.feed(text[emitted:]) + splitter.finish())
+            yield from self._pieces(rest + (guard.finish() if guard is not None else []))
+        return self._result(ids, finish, mode, prepared, 0, options, applied, clock)
 
     @staticmethod
     def _pieces(pieces: list[tuple[Channel, str]]) -> Iterator[StreamPiece]:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .leakage.report import LeakageReport
 from .reasoning import Channel
 
 FinishReason = Literal["eos", "length", "stop"]
@@ -61,6 +62,8 @@ class GenerationResult(BaseModel):
     model: str = ""
     awareness: float | None = Field(default=None, description="awareness-probe score minus its threshold; "
                                     "above 0: the model reads the prompt as harmful (None: no gate)")
+    leakage: LeakageReport | None = Field(default=None, description="what the leak checks found and did "
+                                          "(None: checks off)")
 
 
 class StreamPiece(BaseModel):

@@ -214,10 +214,11 @@ def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
 
 def find_pii(text: str) -> Iterator[Match]:
     """Every PII item in `text`. Checksummed kinds claim their digits first, so a card or an ID
-    number is never also reported as a phone number."""
+    number is never also reported as a phone number; nor are the digits of an account-number
+    shaped string whose checksum failed."""
     windows = _digit_windows(text)
     checked = [*_cards(text, windows), *_ibans(text), *_national_ids(text, windows)]
-    taken = [(m.start, m.end) for m in checked]
+    taken = [(m.start, m.end) for m in checked] + [found.span() for found in _IBAN.finditer(text)]
     found = [*(_emails(text) if "@" in text else ()), *checked]
     found += [m for m in _phones(text, windows, taken)
               if not _overlaps((m.start, m.end), [(e.start, e.end) for e in found])]
