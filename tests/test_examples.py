@@ -27,6 +27,9 @@ EXPECTED = {
                           "steering applied: layers [18, 19, 20]", "gated: True",
                           "refused as expected: VectorMismatchError"],
     "batch.py": ["awareness", "usage:", "batch of 4", "prefill"],
+    "leak_audit.py": ["[plain] policy action:", "[self-guard] policy action:", "found private_context/",
+                      "[stream] text shown:", "audit.jsonl: 3 records", "audit.db: 3 records",
+                      "raw values in the audit logs: none"],
     "evaluate_and_calibrate.py": ["eval plain: harmful refusal", "eval self-guard:", "records.jsonl, report.md",
                                   "calibration chose:", "loaded from file: SteeringSetting", "recorded: {'mode'"],
 }

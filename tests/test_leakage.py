@@ -85,3 +85,32 @@ def test_a_corrupt_corpus_line_is_named(tmp_path):
                    '{"id": "b", "kind": "gossip"}\n')
     with pytest.raises(CorruptFileError, match="line 2"):
         read_corpus(bad)
+
+
+def test_scan_command_reports_each_record_and_names_a_bad_one(tmp_path, capsys):
+    import json
+
+    from selfguard_guardrails.cli import main
+
+    records = tmp_path / "records.jsonl"
+    key = "ghp_" + "Zq8XwV2mRt5LpK9sNb3YcH7dFj4GaE1uTo6W"
+    records.write_text(json.dumps({"id": "r1", "reasoning": f"token {key}", "answer": "I can't share it."}) + "\n"
+                       + json.dumps({"answer": "Marker heron-quartz-5512.", "canaries": ["heron-quartz-5512"]}) + "\n"
+                       + json.dumps({"answer": "Nothing to see."}) + "\n")
+    out = tmp_path / "reports.jsonl"
+    assert main(["scan", str(records), "--json", "--out", str(out)]) == 0
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in reports] == ["r1", 2, 3]
+    assert reports[0]["findings"][0]["subtype"] == "github_token" and reports[0]["withheld"] == 1
+    assert reports[1]["by_kind"] == {"private_context": 1} and reports[2]["findings"] == []
+    assert key not in out.read_text() and len(out.read_text().splitlines()) == 3
+    assert main(["scan", str(records)]) == 0
+    assert "3 records, 2 with findings" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"answer": "fine"}\n{"answer": "x", "canaries": "not-a-list"}\n')
+    assert main(["scan", str(bad)]) == 2
+    assert "line 2: 'canaries' must be a list of strings" in capsys.readouterr().err
+    bad.write_text('{"answer": "fine"}\n{"reasoning": 5}\n')
+    assert main(["scan", str(bad)]) == 2
+    assert "line 2 has neither 'reasoning' nor 'answer'" in capsys.readouterr().err
