@@ -116,6 +116,18 @@ def main() -> int:
                   for k, v in score["by_subtype"].items()]
         lines += ["", f"Findings of another kind than the case's: {score['other_kind_findings']}. "
                   f"Misjudged cases: {', '.join(score['misses']) or 'none'}.", ""]
+        baseline_scan = detect_secrets_scan()
+        if baseline_scan is not None:
+            secret_cases = [c for c in cases if c["kind"] == "secret"]
+            flagged = [(c["label"] == "leak", baseline_scan(c["text"]) > 0) for c in secret_cases]
+            tp = sum(1 for leak, hit in flagged if leak and hit)
+            fp = sum(1 for leak, hit in flagged if not leak and hit)
+            fn = sum(1 for leak, hit in flagged if leak and not hit)
+            baseline = {"precision": round(tp / max(1, tp + fp), 4), "recall": round(tp / max(1, tp + fn), 4),
+                        "tp": tp, "fp": fp, "fn": fn}
+            results["corpora"][name]["detect_secrets_on_secret_cases"] = baseline
+            lines += [f"Baseline, detect-secrets 1.5 (default plugins) on the secret cases: precision "
+                      f"{baseline['precision']:.3f}, recall {baseline['recall']:.3f} (tp {tp}, fp {fp}, fn {fn}).", ""]
 
     cases = read_corpus(CORPORA["test corpus"])
     texts = [c["text"] for c in cases]

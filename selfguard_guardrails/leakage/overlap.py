@@ -22,17 +22,36 @@ SHINGLE = 3
 GAP = 4
 MIN_WORDS = 8
 MIN_RUN = 5
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
-def output_words(text: str) -> list[tuple[str, int, int]]:
-    """The words of a text (lowercased) with their character spans, read once per text."""
-    return [(m.group().lower().replace("’", "'"), m.start(), m.end()) for m in _WORD.finditer(text)]
+def _words(text: str) -> list[str]:
+    """Lowercased words, found in the text as written (lowercasing first could shift them)."""
+    return [word.lower() for word in _WORD.findall(text.replace("’", "'"))]
+
+
+class OutputWords:
+    """A checked text's words, read once per text for every source; their character spans
+    are found only if some copy is reported (most texts copy nothing)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.words = _words(text)
+        self._spans: list[tuple[int, int]] | None = None
+
+    def span(self, index: int) -> tuple[int, int]:
+        if self._spans is None:
+            self._spans = [m.span() for m in _WORD.finditer(self.text.replace("’", "'"))]
+        return self._spans[index]
+
+
+def output_words(text: str) -> OutputWords:
+    return OutputWords(text)
 
 
 @lru_cache(maxsize=64)
 def _public_shingles(texts: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
-    return frozenset(g for text in texts for g in _shingles([w for w, _, _ in output_words(text)]))
+    return frozenset(g for text in texts for g in _shingles(_words(text)))
 
 
 @lru_cache(maxsize=256)
@@ -45,7 +64,7 @@ class ProtectedText:
     """One source (a system prompt or a document), indexed by its word shingles."""
 
     def __init__(self, text: str, ignore: Sequence[str] = ()) -> None:
-        self.words = [w for w, _, _ in output_words(text)]
+        self.words = _words(text)
         ignored = _public_shingles(tuple(ignore))
         self.vocabulary = frozenset(self.words)
         self.shingles: dict[tuple[str, ...], int] = {}  # each shingle's first place in the source
@@ -53,15 +72,18 @@ class ProtectedText:
             if gram not in ignored:  # our own public safety prompt is never a leak
                 self.shingles.setdefault(gram, index)
 
-    def copied_spans(self, words: Sequence[tuple[str, int, int]]) -> Iterator[tuple[int, int, int, int]]:
-        """(start char, end char, first source word, last source word) of each copy in the output
-        `words` (from `output_words`)."""
+    def copied_spans(self, output: OutputWords) -> Iterator[tuple[int, int, int, int]]:
+        """(start char, end char, first source word, last source word) of each copy in the output."""
+        words = output.words
         marked: dict[int, int] = {}  # output word index -> a source word index it copies
-        known = [w in self.vocabulary for w, _, _ in words]
-        for index in range(len(words) - SHINGLE + 1):
-            if not all(known[index:index + SHINGLE]):  # cheap test before building the shingle
+        vocabulary = self.vocabulary
+        streak = 0  # known words in a row ending here: a shingle is looked up only after SHINGLE of them
+        for end, word in enumerate(words):
+            streak = streak + 1 if word in vocabulary else 0
+            if streak < SHINGLE:
                 continue
-            source = self.shingles.get(tuple(w for w, _, _ in words[index:index + SHINGLE]))
+            index = end - SHINGLE + 1
+            source = self.shingles.get(tuple(words[index:end + 1]))
             if source is not None:
                 for offset in range(SHINGLE):
                     marked.setdefault(index + offset, source + offset)
@@ -75,7 +97,7 @@ class ProtectedText:
                 continue
             if len(run) >= MIN_WORDS and _longest_verbatim(run, marked) >= MIN_RUN:
                 sources = [marked[i] for i in run]
-                yield words[run[0]][1], words[run[-1]][2], min(sources), max(sources)
+                yield output.span(run[0])[0], output.span(run[-1])[1], min(sources), max(sources)
             if index is not None:
                 run = [index]
 
@@ -93,7 +115,7 @@ def _shingles(words: Sequence[str]) -> list[tuple[str, ...]]:
     return [tuple(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)]
 
 
-def find_copies(words: Sequence[tuple[str, int, int]], sources: Sequence[ProtectedText], kind: Kind, subtype: str,
+def find_copies(words: OutputWords, sources: Sequence[ProtectedText], kind: Kind, subtype: str,
                 severity: Severity) -> Iterator[Match]:
     for number, source in enumerate(sources):
         for start, end, first, last in source.copied_spans(words):

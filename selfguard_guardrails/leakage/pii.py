@@ -56,6 +56,7 @@ _CF = re.compile(r"(?<![A-Z0-9])[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z](?!
 _NINE_DIGITS = re.compile(r"(?<![\d\-])\d{9}(?![\d\-])")
 _AADHAAR = re.compile(r"(?<![\d\-])(?<!\d )[2-9]\d{3} ?\d{4} ?\d{4}(?! ?\d)")
 _NIR = re.compile(r"(?<!\d)[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}(?!\d)")
+_TWO_DIGITS = re.compile(r"\d\d")
 _DIGITISH = re.compile(r"\d(?:[ .\-()/]?\d){6}")  # 7 digits, at most one separator between two
 _ID_WORDS = {
     "ssn": re.compile(r"(?i)\b(?:ssn|social security)\b"),
@@ -83,11 +84,11 @@ def _emails(text: str) -> Iterator[Match]:
         yield Match("pii", "email", found.start(), found.end(), "medium", found.group().lower())
 
 
-def _digit_windows(text: str, margin: int = 24) -> list[tuple[int, int]]:
-    """Stretches of text around runs of 7+ digits: the only places a card, phone or most ID
-    numbers can be, so their patterns need not search the rest."""
+def _digit_windows(text: str, margin: int = 24, run: re.Pattern[str] | None = None) -> list[tuple[int, int]]:
+    """Stretches of text around runs of 7+ digits (or `run`): the only places a card, phone or
+    ID number can be, so their patterns need not search the rest."""
     windows: list[tuple[int, int]] = []
-    for found in _DIGITISH.finditer(text):
+    for found in (run or _DIGITISH).finditer(text):
         start, end = max(0, found.start() - margin), min(len(text), found.end() + margin)
         if windows and start <= windows[-1][1]:
             windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
@@ -123,8 +124,8 @@ def _card_issuer(number: str) -> bool:
             or (two == 62 and 16 <= length <= 19) or (two in (50, 56, 57, 58, 63, 67) and 12 <= length <= 19))
 
 
-def _ibans(text: str) -> Iterator[Match]:
-    for found in _IBAN.finditer(text):
+def _ibans(text: str, windows: list[tuple[int, int]]) -> Iterator[Match]:
+    for found in _search(_IBAN, text, windows):
         compact = found.group().replace(" ", "")
         if compact in DOC_IBANS or not iban.is_valid(compact):
             continue
@@ -184,10 +185,10 @@ def _fictional(number: phonenumbers.PhoneNumber) -> bool:
     return False
 
 
-def _national_ids(text: str, windows: list[tuple[int, int]]) -> Iterator[Match]:
-    """A NINO and a codice fiscale anywhere; the other IDs hold a run of 7 digits, so only in `windows`."""
-    everywhere = [(0, len(text))]
-    checks = ((_NINO, None, None, everywhere), (_CF, codicefiscale.is_valid, None, everywhere),
+def _national_ids(text: str, windows: list[tuple[int, int]], near_digits: list[tuple[int, int]]) -> Iterator[Match]:
+    """A NINO or a codice fiscale near two digits in a row; the other IDs hold a run of 7 digits,
+    so only in `windows`."""
+    checks = ((_NINO, None, None, near_digits), (_CF, codicefiscale.is_valid, None, near_digits),
               (_SSN, ssn.is_valid, None, windows), (_DNI_NIE, _dni_or_nie, None, windows),
               (_NINE_DIGITS, ssn.is_valid, "ssn", windows), (_NINE_DIGITS, bsn.is_valid, "bsn", windows),
               (_AADHAAR, aadhaar.is_valid, None, windows), (_NIR, nir.is_valid, None, windows))
@@ -217,8 +218,9 @@ def find_pii(text: str) -> Iterator[Match]:
     number is never also reported as a phone number; nor are the digits of an account-number
     shaped string whose checksum failed."""
     windows = _digit_windows(text)
-    checked = [*_cards(text, windows), *_ibans(text), *_national_ids(text, windows)]
-    taken = [(m.start, m.end) for m in checked] + [found.span() for found in _IBAN.finditer(text)]
+    near_digits = _digit_windows(text, 34, _TWO_DIGITS)  # an IBAN, a NINO, a codice fiscale hold two digits
+    checked = [*_cards(text, windows), *_ibans(text, near_digits), *_national_ids(text, windows, near_digits)]
+    taken = [(m.start, m.end) for m in checked] + [found.span() for found in _search(_IBAN, text, near_digits)]
     found = [*(_emails(text) if "@" in text else ()), *checked]
     found += [m for m in _phones(text, windows, taken)
               if not _overlaps((m.start, m.end), [(e.start, e.end) for e in found])]
