@@ -77,6 +77,12 @@ _E = r"(?![A-Za-z0-9_\-])"  # no key character after the match (before it: `boun
 _AWS_KEY_ID = r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}"
 _VALUE = r"""["'`]?([^\s"'`,;)]+)"""  # a value after a label, quoted or bare
 _LABELLED_SECRET = r"(?:pass(?:word|wd|phrase|code)?|pwd|secret|token)"
+# "password" in prose, in the languages a support or ops text is most often written in
+_PASSWORD_WORDS = (r"(?:pass(?:word|phrase|code)|passwd|pwd|pin|passwort|kennwort|contraseña|contrasena|clave|"
+                   r"mot de passe|senha|wachtwoord|has[lł]o|lösenord|salasana|parola d'ordine|heslo|пароль)")
+_PASSWORD_ANCHORS = ("pass", "pwd", "pin", "wort", "contrase", "clave", "senha", "wachtwoord", "has", "lösen",
+                     "salasana", "parola", "heslo", "пароль")
+_IS = r"(?:is|was|are|reads|says|becomes|set to|ist|lautet|war|es|est|era|è|é|är|on|je|jest|zijn)"
 
 PATTERNS: tuple[_Pattern, ...] = (
     _Pattern("private_key", re.compile(
@@ -136,9 +142,9 @@ PATTERNS: tuple[_Pattern, ...] = (
         _LABELLED_SECRET + r"[a-z_\-]*[\"'`]?\s*[:=]\s*" + _VALUE), "high", prefix=0,
         group=1, check=_strong, anchors=("pass", "pwd", "secret", "token"), lowered=True),
     _Pattern("password", re.compile(
-        r"\b(?:pass(?:word|phrase|code)|pwd|pin)\b(?:\s+(?:for|of|to|on)\s+[^.,;:\n]{1,40}?)?"
-        r"\s+(?:is|was|are|reads|says|becomes|set to)\s*:?\s*" + _VALUE), "high", prefix=0, group=1, check=_strong,
-        anchors=("pass", "pwd", "pin"), lowered=True),
+        r"\b" + _PASSWORD_WORDS + r"\b(?:\s+(?:for|of|to|on|de|du|des|für|van|para|do|da|del|per|för|dla)\s+"
+        r"[^.,;:\n]{1,40}?)?\s+" + _IS + r"\s*:?\s*" + _VALUE), "high", prefix=0, group=1, check=_strong,
+        anchors=_PASSWORD_ANCHORS, lowered=True),
     _Pattern("password", re.compile(
         r"\b(?:with|using|uses|use|enter|type)\s+(?:the\s+)?(?:[\w-]+\s+){0,2}"
         r"(?:password|passphrase|passcode)\s+" + _VALUE), "high", prefix=0, group=1, check=_strong,
