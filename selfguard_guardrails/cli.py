@@ -676,6 +676,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("awareness gate", (f"on, {gate['probe_method']} probe at layer {gate['probe_layer']} "
                             f"(held-out AUC {gate['probe_auc']})"
                             if (gate := info["gate"])["on"] else "off")),
+        ("leak checks", (", ".join(f"{kind} {action}" for kind, action in info["leakage"]["policy"].items())
+                         if info["leakage"]["checks"] else "off")),
         ("torch threads", info["torch_threads"]),
     ]
     width = max(len(name) for name, _ in rows) + 2

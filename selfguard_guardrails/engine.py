@@ -214,6 +214,9 @@ class SelfGuard:
             "gate": {"on": self.gated, "probe_method": probe.method, "probe_layer": probe.layer,
                      "probe_auc": round(probe.auc, 4)}
             if (probe := vector.probe) is not None else {"on": False},
+            "leakage": {"checks": self.leaks is not None,
+                        "policy": dict(self.leaks.policy.actions) if self.leaks is not None else {},
+                        "audit_sinks": [type(s).__name__ for s in self.audit.sinks] if self.audit else []},
             "torch_threads": torch.get_num_threads(),
         }
 

@@ -216,6 +216,8 @@ def test_info_json(setup, capsys):
     assert info["steering"]["source"] == "vector file"
     assert info["vector"]["prompts"] == 3
     assert info["torch_threads"] == 1
+    assert info["leakage"] == {"checks": True, "audit_sinks": [],
+                               "policy": dict.fromkeys(["secret", "pii", "system_prompt", "private_context"], "log")}
 
 
 def test_info_applies_command_line_steering(setup, capsys):
