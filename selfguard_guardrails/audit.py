@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -163,8 +163,10 @@ def audit_log(target: Any, *, on_failure: FailureMode | str = "closed") -> Audit
     return AuditLog([open_audit_sink(t) for t in targets], on_failure=on_failure)  # type: ignore[arg-type]
 
 
-def record_for(result: Any, messages: Any, *, latency_seconds: float, model_fingerprint: str = "") -> AuditRecord:
-    """The audit record of one engine result (a `GenerationResult`), with the current context."""
+def record_for(result: Any, messages: Any, *, latency_seconds: float, model_fingerprint: str = "",
+               fields: Mapping[str, Any] | None = None) -> AuditRecord:
+    """The audit record of one engine result (a `GenerationResult`), with the current context and
+    the call's own `fields` (an adapter's run ids) on top."""
     steering, report, awareness = result.steering, result.leakage, result.awareness
     return AuditRecord(
         model=result.model, model_fingerprint=model_fingerprint, mode=result.mode,
@@ -175,7 +177,7 @@ def record_for(result: Any, messages: Any, *, latency_seconds: float, model_fing
         output_tokens=result.usage.output_tokens, reasoning_tokens=result.usage.reasoning_tokens,
         findings=[] if report is None else list(report.findings), action="none" if report is None else report.action,
         attempts=[] if report is None else list(report.attempts), latency_seconds=round(latency_seconds, 6),
-        context=current_audit_context())
+        context={**current_audit_context(), **(fields or {})})
 
 
 def read_audit_log(path: Any, **filters: Any) -> list[AuditRecord]:

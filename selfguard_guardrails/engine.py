@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from .audit import audit_log, record_for
+from .audit import AuditLog, AuditSink, audit_log, record_for
 from .config import DEFAULT_MAX_NEW_TOKENS, Mode, SteeringSetting
 from .decoding import DecodeClock, DecodeOptions, Decoder
 from .errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
@@ -88,6 +88,7 @@ class SelfGuard:
         self.loaded = loaded
         self.leaks = LeakGuard(LeakPolicy.parse(leak_policy), canaries=canaries) if leak_checks else None
         self.audit = audit_log(audit, on_failure=audit_failure)
+        self.audit_failure = audit_failure
         self.gate = gate
         self.safety_prompt = safety_prompt or SafetyPrompt()
         self._mode = None if mode is None else Mode.parse(mode)
@@ -320,12 +321,16 @@ class SelfGuard:
         repetition_penalty: float | None = None,
         private_context: Sequence[str] | None = None,
         canaries: Sequence[str] | None = None,
+        audit_sinks: Sequence[AuditSink] = (),
+        audit_fields: Mapping[str, Any] | None = None,
     ) -> list[GenerationResult]:
         """Generate for several prompts in one left-padded batch (one forward pass per step).
 
         With the awareness gate on, prompts the probe does not flag run as `plain` in a second batch.
         Every result is checked for leaks (`private_context` and `canaries` add to what is
-        protected) and written to the audit log, one record per prompt.
+        protected) and written to the audit log, one record per prompt (`audit_sinks` get the
+        same record for this call only, and `audit_fields` go into its context: how an adapter's
+        audit handler receives the record with its run ids).
         """
         started = time.perf_counter()
         if isinstance(conversations, str) or not conversations:
@@ -352,7 +357,7 @@ class SelfGuard:
             if self.leaks is not None and contexts is not None:
                 results = [self.leaks.check(result, context, self._regenerator(messages, resolved, options))
                            for result, context, messages in zip(results, contexts, conversations, strict=True)]
-        self._write_audit(conversations, results, started)  # type: ignore[arg-type]
+        self._write_audit(conversations, results, started, audit_sinks, audit_fields)  # type: ignore[arg-type]
         if self.leaks is not None:
             for result in results:
                 self.leaks.raise_if_blocked(result)  # type: ignore[arg-type]
@@ -372,14 +377,19 @@ class SelfGuard:
         return regenerate
 
     def _write_audit(self, conversations: Sequence[Messages], results: Sequence[GenerationResult],
-                     started: float) -> None:
-        """One record per generation; the latency is the whole call's (a batch shares it)."""
-        if self.audit is None:
+                     started: float, extra_sinks: Sequence[AuditSink] = (),
+                     fields: Mapping[str, Any] | None = None) -> None:
+        """One record per generation and sink; the latency is the whole call's (a batch shares it)."""
+        logs = [log for log in (self.audit, AuditLog(list(extra_sinks), on_failure=self.audit_failure)
+                                if extra_sinks else None) if log is not None]
+        if not logs:
             return
         latency = time.perf_counter() - started
         for messages, result in zip(conversations, results, strict=True):
-            self.audit.write(record_for(result, normalize_messages(messages), latency_seconds=latency,
-                                        model_fingerprint=self.loaded.fingerprint))
+            record = record_for(result, normalize_messages(messages), latency_seconds=latency,
+                                model_fingerprint=self.loaded.fingerprint, fields=fields)
+            for log in logs:
+                log.write(record)
 
     def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
                       prepared: _Prepared | None = None, setting: SteeringSetting | None = None,
@@ -442,7 +452,7 @@ class SelfGuard:
     def generate(self, messages: Messages, **options: Any) -> GenerationResult:
         """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
         temperature (0 = greedy), top_p, stop, seed, repetition_penalty (None: the steering
-        setting's on steered answers, 1 on the others), private_context, canaries."""
+        setting's on steered answers, 1 on the others), private_context, canaries, audit_sinks, audit_fields."""
         return self.batch([messages], **options)[0]
 
     def stream(
@@ -459,6 +469,8 @@ class SelfGuard:
         repetition_penalty: float | None = None,
         private_context: Sequence[str] | None = None,
         canaries: Sequence[str] | None = None,
+        audit_sinks: Sequence[AuditSink] = (),
+        audit_fields: Mapping[str, Any] | None = None,
     ) -> Iterator[StreamPiece | GenerationResult]:
         """Yield `StreamPiece`s (reasoning or answer text) as they are decoded, then the result.
 
@@ -471,10 +483,12 @@ class SelfGuard:
                                 repetition_penalty)
         checked = self._prepare([messages], resolved, max_new_tokens)  # raise bad input now, not at first next()
         context = None if self.leaks is None else self.leaks.context_for(messages, private_context, canaries)
-        return self._stream(messages, resolved, options, checked, context)
+        return self._stream(messages, resolved, options, checked, context, tuple(audit_sinks),
+                            dict(audit_fields or {}))
 
     def _stream(self, messages: Messages, requested: Mode, options: DecodeOptions, checked: _Prepared,
-                context: LeakContext | None) -> Iterator[StreamPiece | GenerationResult]:
+                context: LeakContext | None, audit_sinks: Sequence[AuditSink] = (),
+                audit_fields: Mapping[str, Any] | None = None) -> Iterator[StreamPiece | GenerationResult]:
         started = time.perf_counter()
         policy = None if self.leaks is None else self.leaks.policy
         hold_all = policy is not None and bool(policy.kinds_with("regenerate"))
@@ -496,7 +510,7 @@ class SelfGuard:
         elif (result.leakage is not None and result.leakage.action == "block"
               and self.leaks is not None and self.leaks.policy.block_with == "refusal"):
             yield StreamPiece(channel="answer", text=result.answer)  # what the reader is shown instead
-        self._write_audit([messages], [result], started)
+        self._write_audit([messages], [result], started, audit_sinks, audit_fields)
         if self.leaks is not None:
             self.leaks.raise_if_blocked(result)
         yield result

@@ -1,0 +1,143 @@
+"""LangChain: `ChatSelfGuard`, a swap-in chat model over the Self-Guard engine.
+
+    from selfguard_guardrails.integrations.langchain import ChatSelfGuard
+    chain = prompt | ChatSelfGuard() | StrOutputParser()
+
+The engine loads on first use (construction is instant) or is shared (`ChatSelfGuard(engine=guard)`).
+The reasoning trace goes to `additional_kwargs["reasoning_content"]`, never into the text.
+Leak findings are emitted as custom callback events on the model's own run, and the audit
+record of each generation carries LangChain's run ids (see `SelfGuardAuditHandler`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from ..engine import SelfGuard
+from ..results import GenerationResult, StreamPiece
+from .langchain_audit import SelfGuardAuditHandler, run_context
+from .langchain_messages import metadata_of, to_engine_messages, usage_of
+
+FINDINGS_EVENT = "selfguard_leak_findings"
+
+
+class ChatSelfGuard(BaseChatModel):
+    """A local Hugging Face model made safer by Self-Guard, as a LangChain chat model."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    model_name: str | None = Field(default=None, alias="model",
+                                   description="hub id, local directory or .gguf file; None: the embedded model")
+    mode: str | None = Field(default=None, description="plain, prompt, steer or self-guard; None: the engine's")
+    max_tokens: int = Field(default=256, ge=1, description="new tokens per answer, reasoning included")
+    temperature: float = Field(default=0.0, ge=0.0, description="0: greedy")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    seed: int | None = None
+    private_context: list[str] = Field(default_factory=list, description="documents whose copies are leaks")
+    engine_options: dict[str, Any] = Field(default_factory=dict, description="passed to SelfGuard.from_pretrained: "
+                                           "leak_policy, canaries, audit, threads, dtype, vector, ...")
+    _engine: SelfGuard | None = PrivateAttr(default=None)
+    _engine_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, *, engine: SelfGuard | None = None, **data: Any) -> None:
+        super().__init__(**data)
+        self._engine = engine
+
+    @property
+    def engine(self) -> SelfGuard:
+        """The engine, loaded on first use (or the one given)."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = SelfGuard.from_pretrained(self.model_name, progress=False, **self.engine_options)
+            return self._engine
+
+    @property
+    def _llm_type(self) -> str:
+        return "selfguard"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name or "embedded", "mode": self.mode, "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "top_p": self.top_p}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params.update(ls_provider="selfguard",
+                      ls_model_name=kwargs.get("model") or self.model_name or "SmolLM2-135M-Instruct",
+                      ls_model_type="chat", ls_temperature=kwargs.get("temperature", self.temperature),
+                      ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    # -- one generation --------------------------------------------------------------------
+    def _options(self, stop: list[str] | None, run_manager: CallbackManagerForLLMRun | None,
+                 **kwargs: Any) -> dict[str, Any]:
+        options = {"mode": kwargs.pop("mode", self.mode), "max_new_tokens": kwargs.pop("max_tokens", self.max_tokens),
+                   "temperature": kwargs.pop("temperature", self.temperature), "top_p": kwargs.pop("top_p", self.top_p),
+                   "seed": kwargs.pop("seed", self.seed), "stop": stop or self.stop,
+                   "private_context": kwargs.pop("private_context", None) or self.private_context or None,
+                   "canaries": kwargs.pop("canaries", None),
+                   "audit_sinks": SelfGuardAuditHandler.sinks_of(run_manager),
+                   "audit_fields": run_context(run_manager)}
+        kwargs.pop("tools", None)
+        kwargs.pop("tool_choice", None)
+        kwargs.pop("ls_structured_output_format", None)
+        if kwargs:
+            from ..errors import InvalidSettingError
+
+            raise InvalidSettingError(f"ChatSelfGuard does not know the option(s) {sorted(kwargs)}.")
+        return options
+
+    def _message(self, result: GenerationResult) -> AIMessage:
+        extra = {"reasoning_content": result.reasoning} if result.reasoning else {}
+        return AIMessage(content=result.answer, additional_kwargs=extra, usage_metadata=usage_of(result),
+                         response_metadata=metadata_of(result))
+
+    def _report(self, result: GenerationResult, run_manager: CallbackManagerForLLMRun | None) -> None:
+        report = result.leakage
+        if run_manager is not None and report is not None and report.findings:
+            run_manager.on_custom_event(FINDINGS_EVENT, {"summary": report.summary(),
+                                                         "findings": [f.model_dump() for f in report.findings]},
+                                        run_id=run_manager.run_id)
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        options = self._options(stop, run_manager, **kwargs)
+        result = self.engine.generate(to_engine_messages(messages), **options)
+        self._report(result, run_manager)
+        message = self._message(result)
+        return ChatResult(generations=[ChatGeneration(message=message)],
+                          llm_output={"model_name": result.model})
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        options = self._options(stop, run_manager, **kwargs)
+        for item in self.engine.stream(to_engine_messages(messages), **options):
+            if isinstance(item, StreamPiece):
+                chunk = (AIMessageChunk(content="", additional_kwargs={"reasoning_content": item.text})
+                         if item.channel == "reasoning" else AIMessageChunk(content=item.text))
+                generation = ChatGenerationChunk(message=chunk)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(item.text if item.channel == "answer" else "", chunk=generation)
+                yield generation
+                continue
+            self._report(item, run_manager)
+            yield ChatGenerationChunk(message=AIMessageChunk(
+                content="", usage_metadata=usage_of(item), response_metadata=metadata_of(item),
+                chunk_position="last"))
+
+    def batch_engine(self, conversations: Sequence[list[BaseMessage]], **kwargs: Any) -> list[AIMessage]:
+        """Several conversations in one padded engine batch (no LangChain callbacks)."""
+        options = self._options(None, None, **kwargs)
+        results = self.engine.batch([to_engine_messages(m) for m in conversations], **options)
+        return [self._message(r) for r in results]
