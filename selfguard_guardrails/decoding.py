@@ -10,8 +10,9 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,6 +33,9 @@ class DecodeOptions:
     seed: int | None = None
     # >1 makes tokens this answer already used less likely; None: the engine's default for the mode
     repetition_penalty: float | None = None
+    # OpenAI-format tool definitions rendered into the prompt: kept here so every re-render of
+    # the call (a gated sub-batch, a regeneration) sees them
+    tools: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:

@@ -222,15 +222,17 @@ class SelfGuard:
         }
 
     # -- preparing prompts ----------------------------------------------------------------
-    def render(self, messages: Messages, mode: Mode | str | None = None) -> str:
+    def render(self, messages: Messages, mode: Mode | str | None = None,
+               tools: Sequence[Mapping[str, Any]] | None = None) -> str:
         """The exact prompt text a mode sends to the model (useful to inspect the safety prompt)."""
         mode = Mode.parse(mode or self.default_mode)
         safety = self.safety_prompt if mode.uses_prompt else None
         conversation = apply_safety_prompt(normalize_messages(messages), safety, think_in_tags=self.think_in_tags)
-        return self._renderer.render(conversation, thinking=self.thinking)
+        return self._renderer.render(conversation, thinking=self.thinking, tools=tools)
 
-    def _prepare(self, conversations: Sequence[Messages], mode: Mode, max_new_tokens: int) -> _Prepared:
-        texts = [self.render(messages, mode) for messages in conversations]
+    def _prepare(self, conversations: Sequence[Messages], mode: Mode, max_new_tokens: int,
+                 tools: Sequence[Mapping[str, Any]] = ()) -> _Prepared:
+        texts = [self.render(messages, mode, tools) for messages in conversations]
         encoded = self.loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         lengths = encoded["attention_mask"].sum(dim=-1)
         window = self.loaded.context_window
@@ -323,6 +325,7 @@ class SelfGuard:
         canaries: Sequence[str] | None = None,
         audit_sinks: Sequence[AuditSink] = (),
         audit_fields: Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[GenerationResult]:
         """Generate for several prompts in one left-padded batch (one forward pass per step).
 
@@ -338,8 +341,8 @@ class SelfGuard:
                                        "use generate() for a single prompt.")
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
-                                repetition_penalty)
-        checked = self._prepare(conversations, resolved, max_new_tokens)  # validate everything before any work
+                                repetition_penalty, tuple(tools or ()))
+        checked = self._prepare(conversations, resolved, max_new_tokens, options.tools)  # validate before any work
         contexts = (None if self.leaks is None else
                     [self.leaks.context_for(c, private_context, canaries) for c in conversations])
         with hold_model(self.loaded.model):
@@ -394,7 +397,7 @@ class SelfGuard:
     def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
                       prepared: _Prepared | None = None, setting: SteeringSetting | None = None,
                       ) -> list[GenerationResult]:
-        prepared = prepared or self._prepare(conversations, mode, options.max_new_tokens)
+        prepared = prepared or self._prepare(conversations, mode, options.max_new_tokens, options.tools)
         rows = len(conversations)
         generated: list[list[int]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
@@ -452,7 +455,8 @@ class SelfGuard:
     def generate(self, messages: Messages, **options: Any) -> GenerationResult:
         """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
         temperature (0 = greedy), top_p, stop, seed, repetition_penalty (None: the steering
-        setting's on steered answers, 1 on the others), private_context, canaries, audit_sinks, audit_fields."""
+        setting's on steered answers, 1 on the others), private_context, canaries, audit_sinks,
+        audit_fields, tools (OpenAI-format definitions)."""
         return self.batch([messages], **options)[0]
 
     def stream(
@@ -471,6 +475,7 @@ class SelfGuard:
         canaries: Sequence[str] | None = None,
         audit_sinks: Sequence[AuditSink] = (),
         audit_fields: Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Iterator[StreamPiece | GenerationResult]:
         """Yield `StreamPiece`s (reasoning or answer text) as they are decoded, then the result.
 
@@ -480,8 +485,8 @@ class SelfGuard:
         """
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
-                                repetition_penalty)
-        checked = self._prepare([messages], resolved, max_new_tokens)  # raise bad input now, not at first next()
+                                repetition_penalty, tuple(tools or ()))
+        checked = self._prepare([messages], resolved, max_new_tokens, options.tools)  # bad input fails now
         context = None if self.leaks is None else self.leaks.context_for(messages, private_context, canaries)
         return self._stream(messages, resolved, options, checked, context, tuple(audit_sinks),
                             dict(audit_fields or {}))
@@ -497,7 +502,8 @@ class SelfGuard:
         with hold_model(self.loaded.model):
             scores = self._awareness_scores([messages], requested)
             mode = self._effective_mode(requested, scores, 0)
-            prepared = checked if mode is requested else self._prepare([messages], mode, options.max_new_tokens)
+            prepared = (checked if mode is requested
+                        else self._prepare([messages], mode, options.max_new_tokens, options.tools))
             pieces = self._stream_tokens(prepared, mode, options, guard)
             result = _drain(pieces) if hold_all else (yield from pieces)
             result = result.model_copy(update={"mode": requested.value,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidMessagesError
+from .tools import inline_tools, supports_tools
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -111,6 +112,7 @@ class ChatRenderer:
                 "tokenizer.chat_template before building the engine."
             )
         self.supports_thinking_switch = "enable_thinking" in template
+        self.supports_tools = supports_tools(template)
         self.supports_system = self._probe_system_role()
 
     def _probe_system_role(self) -> bool:
@@ -121,12 +123,21 @@ class ChatRenderer:
             return False
         return marker in text
 
-    def _template(self, messages: list[dict[str, Any]], thinking: bool | None) -> str:
-        extra = {"enable_thinking": thinking} if thinking is not None and self.supports_thinking_switch else {}
+    def _template(self, messages: list[dict[str, Any]], thinking: bool | None,
+                  tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+        extra: dict[str, Any] = ({"enable_thinking": thinking}
+                                 if thinking is not None and self.supports_thinking_switch else {})
+        if tools:
+            extra["tools"] = list(tools)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
 
-    def render(self, messages: list[dict[str, Any]], *, thinking: bool | None = None) -> str:
-        """Render validated messages to the prompt text the model continues."""
+    def render(self, messages: list[dict[str, Any]], *, thinking: bool | None = None,
+               tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+        """Render validated messages to the prompt text the model continues. Tools (OpenAI
+        format) go through the template when it takes them, else through `tools.inline_tools`."""
+        uses_tools = bool(tools) or any(m["role"] == "tool" or m.get("tool_calls") for m in messages)
+        if uses_tools and not self.supports_tools:
+            messages, tools = inline_tools(messages, tools), None
         if not self.supports_system:
             messages = _fold_system_into_user(messages)
-        return self._template(messages, thinking)
+        return self._template(messages, thinking, tools)

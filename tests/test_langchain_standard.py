@@ -40,6 +40,10 @@ class TestChatSelfGuardUnit(ChatModelUnitTests):
     def returns_usage_metadata(self) -> bool:
         return True
 
+    @property
+    def has_tool_calling(self) -> bool:
+        return False  # bind_tools and parsing exist; without forced calls the 135M model rarely calls (issue 5)
+
 
 class TestChatSelfGuardIntegration(ChatModelIntegrationTests):
     @property
@@ -57,3 +61,7 @@ class TestChatSelfGuardIntegration(ChatModelIntegrationTests):
     @property
     def supports_image_inputs(self) -> bool:
         return False
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return False  # as above: declared once calls can be forced (tool_choice, structured output)

@@ -11,18 +11,23 @@ record of each generation carries LangChain's run ids (see `SelfGuardAuditHandle
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, InvalidToolCall, ToolCall, ToolCallChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from ..engine import SelfGuard
 from ..results import GenerationResult, StreamPiece
+from ..tools import parse_tool_calls
 from .langchain_audit import SelfGuardAuditHandler, run_context
 from .langchain_messages import metadata_of, to_engine_messages, usage_of
 
@@ -89,8 +94,10 @@ class ChatSelfGuard(BaseChatModel):
                    "canaries": kwargs.pop("canaries", None),
                    "audit_sinks": SelfGuardAuditHandler.sinks_of(run_manager),
                    "audit_fields": run_context(run_manager)}
-        kwargs.pop("tools", None)
-        kwargs.pop("tool_choice", None)
+        tools = kwargs.pop("tools", None)
+        if kwargs.pop("tool_choice", None) == "none":
+            tools = None
+        options["tools"] = tools
         kwargs.pop("ls_structured_output_format", None)
         if kwargs:
             from ..errors import InvalidSettingError
@@ -98,10 +105,24 @@ class ChatSelfGuard(BaseChatModel):
             raise InvalidSettingError(f"ChatSelfGuard does not know the option(s) {sorted(kwargs)}.")
         return options
 
-    def _message(self, result: GenerationResult) -> AIMessage:
+    def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
+                   tool_choice: str | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Tools in the OpenAI format, rendered through the chat template (or our documented
+        format, see `selfguard_guardrails.tools`); calls come back in `AIMessage.tool_calls`,
+        calls that do not parse in `invalid_tool_calls`. `tool_choice` other than "none" is
+        a hint in the prompt only: a small model is not forced to call."""
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def _message(self, result: GenerationResult, tools: Sequence[dict[str, Any]] | None = None) -> AIMessage:
         extra = {"reasoning_content": result.reasoning} if result.reasoning else {}
-        return AIMessage(content=result.answer, additional_kwargs=extra, usage_metadata=usage_of(result),
-                         response_metadata=metadata_of(result))
+        common = {"additional_kwargs": extra, "usage_metadata": usage_of(result),
+                  "response_metadata": metadata_of(result)}
+        if not tools:
+            return AIMessage(content=result.answer, **common)
+        parsed = parse_tool_calls(result.answer, [t["function"]["name"] for t in tools])
+        return AIMessage(content=parsed.text, tool_calls=[ToolCall(**call) for call in parsed.calls],
+                         invalid_tool_calls=[InvalidToolCall(**bad) for bad in parsed.invalid], **common)
 
     def _report(self, result: GenerationResult, run_manager: CallbackManagerForLLMRun | None) -> None:
         report = result.leakage
@@ -115,13 +136,22 @@ class ChatSelfGuard(BaseChatModel):
         options = self._options(stop, run_manager, **kwargs)
         result = self.engine.generate(to_engine_messages(messages), **options)
         self._report(result, run_manager)
-        message = self._message(result)
+        message = self._message(result, options["tools"])
         return ChatResult(generations=[ChatGeneration(message=message)],
                           llm_output={"model_name": result.model})
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         options = self._options(stop, run_manager, **kwargs)
+        if options["tools"]:  # a tool call is only known once the answer is complete
+            result = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
+            calls = [ToolCallChunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+                     for i, c in enumerate(result.tool_calls)]
+            yield ChatGenerationChunk(message=AIMessageChunk(
+                content=result.content, additional_kwargs=result.additional_kwargs, tool_call_chunks=calls,
+                usage_metadata=result.usage_metadata, response_metadata=result.response_metadata,
+                chunk_position="last"))
+            return
         for item in self.engine.stream(to_engine_messages(messages), **options):
             if isinstance(item, StreamPiece):
                 chunk = (AIMessageChunk(content="", additional_kwargs={"reasoning_content": item.text})
@@ -140,4 +170,4 @@ class ChatSelfGuard(BaseChatModel):
         """Several conversations in one padded engine batch (no LangChain callbacks)."""
         options = self._options(None, None, **kwargs)
         results = self.engine.batch([to_engine_messages(m) for m in conversations], **options)
-        return [self._message(r) for r in results]
+        return [self._message(r, options["tools"]) for r in results]

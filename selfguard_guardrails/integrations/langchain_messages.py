@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,7 +73,3 @@ def metadata_of(result: GenerationResult) -> dict[str, Any]:
             "awareness": result.awareness,
             "gate_fired": None if result.awareness is None else result.awareness >= 0,
             "leakage": None if result.leakage is None else result.leakage.summary()}
-
-
-def tool_call_arguments(arguments: Any) -> str:
-    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)

@@ -1,0 +1,140 @@
+"""Tools for models whose chat template has none, and tool calls read back from the output.
+
+Templates that take `tools=` (Qwen, Llama 3.1+, ...) render them themselves. For the others
+(the embedded SmolLM2 among them) we use one documented format: the tools are listed as JSON
+in the system message, the model is asked to answer a call with
+
+    <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>
+
+earlier calls in the history are written the same way, and tool results come back as a user
+turn ("Tool result (get_weather): ..."). The parser accepts that block, or a bare JSON object
+with "name" and "arguments" (or "parameters"), which small models often write instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+TOOL_INSTRUCTIONS = (
+    "You can call these tools. To call one, reply with only a tool call, in this exact form:\n"
+    '<tool_call>{{"name": "TOOL_NAME", "arguments": {{...}}}}</tool_call>\n'
+    "Otherwise answer normally. Tools:\n{tools}"
+)
+_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+
+
+def supports_tools(template: str) -> bool:
+    """Whether a chat template renders a `tools` list itself."""
+    return "tools" in template
+
+
+def _tool_summary(tool: Mapping[str, Any]) -> dict[str, Any]:
+    function = tool.get("function", tool)
+    return {"name": function.get("name"), "description": function.get("description", ""),
+            "parameters": function.get("parameters", {})}
+
+
+def inline_tools(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+                 ) -> list[dict[str, Any]]:
+    """The conversation with the tools, earlier calls and tool results written as plain text."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role, content = message["role"], message.get("content") or ""
+        if role == "assistant" and message.get("tool_calls"):
+            calls = "\n".join(format_tool_call(call) for call in message["tool_calls"])
+            out.append({"role": "assistant", "content": f"{content}\n{calls}".strip()})
+        elif role == "tool":
+            name = message.get("name") or "tool"
+            out.append({"role": "user", "content": f"Tool result ({name}): {content}"})
+        else:
+            out.append({"role": role, "content": content})
+    if tools:
+        listing = json.dumps([_tool_summary(t) for t in tools], ensure_ascii=False)
+        text = TOOL_INSTRUCTIONS.format(tools=listing)
+        systems = [i for i, m in enumerate(out) if m["role"] == "system"]
+        if systems:
+            out[systems[-1]] = {**out[systems[-1]], "content": f"{out[systems[-1]]['content']}\n\n{text}"}
+        else:
+            out.insert(0, {"role": "system", "content": text})
+    return out
+
+
+def format_tool_call(call: Mapping[str, Any]) -> str:
+    function = call.get("function", call)
+    arguments = function.get("arguments", function.get("args", {}))
+    if isinstance(arguments, str):
+        with suppress(json.JSONDecodeError):
+            arguments = json.loads(arguments)
+    return "<tool_call>" + json.dumps({"name": function.get("name"), "arguments": arguments},
+                                      ensure_ascii=False) + "</tool_call>"
+
+
+@dataclass
+class ParsedOutput:
+    """The text left after removing tool calls, the calls that parsed, and those that did not."""
+
+    text: str
+    calls: list[dict[str, Any]] = field(default_factory=list)  # {"name", "args", "id"}
+    invalid: list[dict[str, Any]] = field(default_factory=list)  # {"name", "args" (raw), "id", "error"}
+
+
+def _first_json_object(text: str) -> tuple[int, int, Any] | None:
+    """The first decodable JSON object in `text`: (start, end, value)."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        return match.start(), end, value
+    return None
+
+
+def _call_from(value: Any, known: set[str]) -> dict[str, Any] | None:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return None
+    arguments = value.get("arguments", value.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(arguments, dict) or (known and value["name"] not in known):
+        return None
+    return {"name": value["name"], "args": arguments, "id": f"call_{uuid.uuid4().hex[:12]}"}
+
+
+def parse_tool_calls(text: str, tool_names: Sequence[str] = ()) -> ParsedOutput:
+    """Tool calls in a model's answer. A `<tool_call>` block that does not decode to a call of a
+    known tool is reported as invalid (with the reason); a bare JSON object counts only when it
+    names a known tool."""
+    known = set(tool_names)
+    blocks = list(_BLOCK.finditer(text))
+    if blocks:
+        parsed = ParsedOutput(text=_BLOCK.sub("", text).strip())
+        for block in blocks:
+            raw = block.group(1)
+            found = _first_json_object(raw)
+            call = _call_from(found[2], known) if found else None
+            if call is not None:
+                parsed.calls.append(call)
+            else:
+                name = found[2].get("name") if found and isinstance(found[2], dict) else None
+                reason = ("not a JSON object with 'name' and 'arguments'" if found is None or name is None
+                          else f"unknown tool {name!r}" if known and name not in known
+                          else "arguments are not an object")
+                parsed.invalid.append({"name": name, "args": raw, "id": f"call_{uuid.uuid4().hex[:12]}",
+                                       "error": f"The tool call did not parse: {reason}."})
+        return parsed
+    found = _first_json_object(text)
+    if found is not None and known:
+        call = _call_from(found[2], known)
+        if call is not None:
+            return ParsedOutput(text=(text[:found[0]] + text[found[1]:]).strip(), calls=[call])
+    return ParsedOutput(text=text)

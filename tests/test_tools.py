@@ -1,0 +1,55 @@
+"""Tools for templates without them: the documented prompt format, and tool calls read back."""
+
+from __future__ import annotations
+
+from selfguard_guardrails.tools import inline_tools, parse_tool_calls
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                                            "parameters": CITY}}
+
+
+def test_a_tool_call_block_parses_and_the_rest_is_the_text():
+    parsed = parse_tool_calls('Let me check.\n<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}'
+                              '</tool_call>', ["get_weather"])
+    assert parsed.text == "Let me check."
+    assert [(c["name"], c["args"]) for c in parsed.calls] == [("get_weather", {"city": "Oslo"})]
+    assert parsed.calls[0]["id"].startswith("call_") and parsed.invalid == []
+
+
+def test_a_bare_json_call_counts_only_for_a_known_tool():
+    assert parse_tool_calls('{"name": "get_weather", "parameters": {"city": "Rome"}}', ["get_weather"]).calls
+    assert parse_tool_calls('{"name": "get_weather", "parameters": {"city": "Rome"}}', []).calls == []
+    assert parse_tool_calls('Here is JSON: {"a": 1}', ["get_weather"]).text == 'Here is JSON: {"a": 1}'
+
+
+def test_a_broken_call_is_reported_invalid_with_the_reason_not_raised():
+    parsed = parse_tool_calls('<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>', ["get_weather"])
+    assert parsed.calls == [] and "did not parse" in parsed.invalid[0]["error"]
+    unknown = parse_tool_calls('<tool_call>{"name": "launch", "arguments": {}}</tool_call>', ["get_weather"])
+    assert "unknown tool 'launch'" in unknown.invalid[0]["error"]
+
+
+def test_inline_format_lists_tools_and_writes_history_as_text():
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Oslo?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+                {"role": "tool", "content": "4 °C, rain", "name": "get_weather", "tool_call_id": "1"}]
+    out = inline_tools(messages, [WEATHER])
+    assert out[0]["content"].startswith("Be brief.\n\nYou can call these tools.")
+    assert '"get_weather"' in out[0]["content"]
+    assert out[2] == {"role": "assistant", "content": '<tool_call>{"name": "get_weather", "arguments": '
+                                                      '{"city": "Oslo"}}</tool_call>'}
+    assert out[3] == {"role": "user", "content": "Tool result (get_weather): 4 °C, rain"}
+    assert inline_tools([{"role": "user", "content": "hi"}], [WEATHER])[0]["role"] == "system"
+
+
+def test_the_engine_renders_tools_for_a_template_without_them(smollm_tokenizer):
+    from tests.test_engine_mechanics import make_engine
+
+    engine = make_engine(smollm_tokenizer)
+    prompt = engine.render("Weather in Oslo?", mode="plain", tools=[WEATHER])
+    assert "You can call these tools" in prompt and '"name": "get_weather"' in prompt
+    assert "You can call these tools" not in engine.render("Weather in Oslo?", mode="plain")
+    result = engine.generate("Weather in Oslo?", max_new_tokens=3, tools=[WEATHER])
+    assert result.usage.input_tokens > engine.generate("Weather in Oslo?", max_new_tokens=3).usage.input_tokens
