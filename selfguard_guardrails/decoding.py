@@ -36,6 +36,7 @@ class DecodeOptions:
     # OpenAI-format tool definitions rendered into the prompt: kept here so every re-render of
     # the call (a gated sub-batch, a regeneration) sees them
     tools: tuple[Mapping[str, Any], ...] = ()
+    prefix: str = ""  # the start of the answer, written for the model: it continues from there
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:

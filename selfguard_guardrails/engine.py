@@ -230,9 +230,10 @@ class SelfGuard:
         conversation = apply_safety_prompt(normalize_messages(messages), safety, think_in_tags=self.think_in_tags)
         return self._renderer.render(conversation, thinking=self.thinking, tools=tools)
 
-    def _prepare(self, conversations: Sequence[Messages], mode: Mode, max_new_tokens: int,
-                 tools: Sequence[Mapping[str, Any]] = ()) -> _Prepared:
-        texts = [self.render(messages, mode, tools) for messages in conversations]
+    def _prepare(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions) -> _Prepared:
+        """Render, tokenize and pad; a prompt that would overflow the context window is refused."""
+        max_new_tokens = options.max_new_tokens
+        texts = [self.render(messages, mode, options.tools) + options.prefix for messages in conversations]
         encoded = self.loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         lengths = encoded["attention_mask"].sum(dim=-1)
         window = self.loaded.context_window
@@ -293,7 +294,8 @@ class SelfGuard:
                 options: DecodeOptions, applied: SteeringApplied | None, clock: DecodeClock) -> GenerationResult:
         split = self._split(ids, prepared.opens_think[row], options.stop)
         return GenerationResult(
-            answer=split.answer, reasoning=split.reasoning, reasoning_truncated=split.reasoning_truncated,
+            answer=options.prefix + split.answer if not split.reasoning_truncated else split.answer,
+            reasoning=split.reasoning, reasoning_truncated=split.reasoning_truncated,
             mode=mode.value, finish_reason=finish,
             usage=Usage(input_tokens=int(prepared.prompt_lengths[row]), output_tokens=len(ids),
                         reasoning_tokens=split.reasoning_tokens),
@@ -326,6 +328,7 @@ class SelfGuard:
         audit_sinks: Sequence[AuditSink] = (),
         audit_fields: Mapping[str, Any] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        prefix: str = "",
     ) -> list[GenerationResult]:
         """Generate for several prompts in one left-padded batch (one forward pass per step).
 
@@ -341,8 +344,8 @@ class SelfGuard:
                                        "use generate() for a single prompt.")
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
-                                repetition_penalty, tuple(tools or ()))
-        checked = self._prepare(conversations, resolved, max_new_tokens, options.tools)  # validate before any work
+                                repetition_penalty, tuple(tools or ()), prefix)
+        checked = self._prepare(conversations, resolved, options)  # validate everything before any work
         contexts = (None if self.leaks is None else
                     [self.leaks.context_for(c, private_context, canaries) for c in conversations])
         with hold_model(self.loaded.model):
@@ -397,7 +400,7 @@ class SelfGuard:
     def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
                       prepared: _Prepared | None = None, setting: SteeringSetting | None = None,
                       ) -> list[GenerationResult]:
-        prepared = prepared or self._prepare(conversations, mode, options.max_new_tokens, options.tools)
+        prepared = prepared or self._prepare(conversations, mode, options)
         rows = len(conversations)
         generated: list[list[int]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
@@ -456,7 +459,8 @@ class SelfGuard:
         """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
         temperature (0 = greedy), top_p, stop, seed, repetition_penalty (None: the steering
         setting's on steered answers, 1 on the others), private_context, canaries, audit_sinks,
-        audit_fields, tools (OpenAI-format definitions)."""
+        audit_fields, tools (OpenAI-format definitions), prefix (the answer's first characters, which
+        the model continues)."""
         return self.batch([messages], **options)[0]
 
     def stream(
@@ -476,6 +480,7 @@ class SelfGuard:
         audit_sinks: Sequence[AuditSink] = (),
         audit_fields: Mapping[str, Any] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        prefix: str = "",
     ) -> Iterator[StreamPiece | GenerationResult]:
         """Yield `StreamPiece`s (reasoning or answer text) as they are decoded, then the result.
 
@@ -485,8 +490,8 @@ class SelfGuard:
         """
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
-                                repetition_penalty, tuple(tools or ()))
-        checked = self._prepare([messages], resolved, max_new_tokens, options.tools)  # bad input fails now
+                                repetition_penalty, tuple(tools or ()), prefix)
+        checked = self._prepare([messages], resolved, options)  # raise bad input now, not at first next()
         context = None if self.leaks is None else self.leaks.context_for(messages, private_context, canaries)
         return self._stream(messages, resolved, options, checked, context, tuple(audit_sinks),
                             dict(audit_fields or {}))
@@ -503,7 +508,7 @@ class SelfGuard:
             scores = self._awareness_scores([messages], requested)
             mode = self._effective_mode(requested, scores, 0)
             prepared = (checked if mode is requested
-                        else self._prepare([messages], mode, options.max_new_tokens, options.tools))
+                        else self._prepare([messages], mode, options))
             pieces = self._stream_tokens(prepared, mode, options, guard)
             result = _drain(pieces) if hold_all else (yield from pieces)
             result = result.model_copy(update={"mode": requested.value,

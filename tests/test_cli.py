@@ -226,7 +226,10 @@ def test_info_applies_command_line_steering(setup, capsys):
     assert rc == 0
     steering = json.loads(out)["steering"]
     assert steering == {"layers": [5, 7], "strength": 0.3, "scope": "generated", "max_tokens": None,
-                        "source": "command line"}
+                        "repetition_penalty": 1.0, "source": "command line"}
+    rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--repetition-penalty", "1.2")
+    assert rc == 0 and json.loads(out)["steering"]["repetition_penalty"] == 1.2
+    assert run(capsys, "info", "--repetition-penalty", "0.9")[0] == 2
     # Only λ given: the layers come from the vector file.
     rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--strength", "0.25")
     assert rc == 0
@@ -462,4 +465,4 @@ def test_steer_tokens_sets_a_token_budget_and_keeps_the_rest_of_the_setting(setu
     rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--steer-tokens", "5")
     assert rc == 0
     assert json.loads(out)["steering"] == {"layers": [17, 18, 19], "strength": 0.5, "scope": "generated",
-                                           "max_tokens": 5, "source": "command line"}
+                                           "max_tokens": 5, "repetition_penalty": 1.0, "source": "command line"}

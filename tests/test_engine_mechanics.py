@@ -9,6 +9,7 @@ import torch
 
 from selfguard_guardrails import SelfGuard, SteeringSetting
 from selfguard_guardrails.config import Mode
+from selfguard_guardrails.decoding import DecodeOptions
 from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
 from selfguard_guardrails.extraction import last_token_activations
 from selfguard_guardrails.layers import decoder_layers
@@ -225,7 +226,7 @@ def test_repetition_penalty_matches_a_reference_greedy_loop(smollm_tokenizer):
 
     engine = make_engine(smollm_tokenizer)
     model = engine.loaded.model
-    prompt = engine._prepare(["Tell me a story about a cat."], Mode.PLAIN, 16)
+    prompt = engine._prepare(["Tell me a story about a cat."], Mode.PLAIN, DecodeOptions(16))
     ids = prompt.input_ids[0].tolist()
     generated: list[int] = []
     with torch.inference_mode():
