@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,3 +138,86 @@ def parse_tool_calls(text: str, tool_names: Sequence[str] = ()) -> ParsedOutput:
         if call is not None:
             return ParsedOutput(text=(text[:found[0]] + text[found[1]:]).strip(), calls=[call])
     return ParsedOutput(text=text)
+
+
+def forced_call_prefix(tools: Sequence[Mapping[str, Any]] | None, choice: Any) -> str:
+    """The start of an answer that can only be a tool call, for `tool_choice` "any"/"required"
+    (the tool's name too when there is one tool) or a tool's name ("" when nothing is forced)."""
+    if not tools or choice in (None, "auto", "none", False):
+        return ""
+    names = [t.get("function", t).get("name") for t in tools]
+    if isinstance(choice, Mapping):
+        choice = choice.get("function", choice).get("name")
+    if choice in ("any", "required", True):
+        choice = names[0] if len(names) == 1 else None
+    elif choice not in names:
+        from .errors import InvalidSettingError
+
+        raise InvalidSettingError(f"tool_choice names {choice!r}, which is not a bound tool ({', '.join(names)}).")
+    if not choice:
+        return '<tool_call>{"name": "'
+    return '<tool_call>{"name": ' + json.dumps(choice) + ', "arguments": {' + _first_key(tools[names.index(choice)])
+
+
+def forced_tool_name(prefix: str) -> str | None:
+    """The tool a `forced_call_prefix` names (None when the model chooses)."""
+    found = re.match(r'<tool_call>\{"name": ("(?:[^"\\]|\\.)*")', prefix)
+    return json.loads(found.group(1)) if found else None
+
+
+def _first_key(tool: Mapping[str, Any]) -> str:
+    """The arguments' first key, written for the model when the schema names one (a small model
+    otherwise often writes a bare value); "" when the tool takes no arguments or any."""
+    parameters = tool.get("function", tool).get("parameters", {}) or {}
+    properties = list((parameters.get("properties") or {}).keys())
+    required = [p for p in parameters.get("required", []) if p in properties] or properties[:1]
+    return json.dumps(required[0]) + ": " if required else ""
+
+
+_SCALARS = ("string", "integer", "number", "boolean")
+
+
+def _scalar_type(spec: Mapping[str, Any]) -> str | None:
+    kind = spec.get("type")
+    if kind is None and isinstance(spec.get("anyOf"), list):  # Optional[X]: {"anyOf": [{"type": X}, {"type": "null"}]}
+        kinds = [s.get("type") for s in spec["anyOf"] if s.get("type") != "null"]
+        kind = kinds[0] if len(kinds) == 1 else None
+    if spec.get("enum") and kind is None:
+        kind = "string"
+    return kind if kind in _SCALARS else None
+
+
+def flat_fields(tool: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """(name, scalar type) of the required arguments, when every one is a string, number or
+    boolean (what `guided_arguments` can fill); None for nested or untyped schemas."""
+    parameters = tool.get("function", tool).get("parameters", {}) or {}
+    properties = parameters.get("properties") or {}
+    names = [n for n in parameters.get("required", []) if n in properties]
+    fields = [(name, _scalar_type(properties[name])) for name in names]
+    return None if any(kind is None for _, kind in fields) else fields  # type: ignore[return-value]
+
+
+def guided_arguments(fields: Sequence[tuple[str, str]], start: str,
+                     continue_text: Callable[[str, list[str]], str]) -> dict[str, Any] | None:
+    """Fill a flat argument object one field at a time: we write the JSON around each value and
+    the model writes only the value, up to the character that ends it. This is constrained
+    decoding by construction for flat schemas: the result is valid JSON of the right shape
+    unless a number or boolean does not parse (then None). `continue_text(text, stop)` returns
+    what the model writes after `text`, cut at the first stop string."""
+    text, arguments = start, {}
+    for index, (name, kind) in enumerate(fields):
+        text += ("" if index == 0 else ", ") + json.dumps(name) + ": "
+        if kind == "string":
+            value = continue_text(text + '"', ['"', "\n"])
+            arguments[name] = value
+            text += json.dumps(value)
+            continue
+        raw = continue_text(text, [",", "}", "\n"]).strip()
+        try:
+            value = {"true": True, "false": False}[raw.lower()] if kind == "boolean" else (
+                int(raw) if kind == "integer" else float(raw))
+        except (KeyError, ValueError):
+            return None
+        arguments[name] = value
+        text += json.dumps(value)
+    return arguments

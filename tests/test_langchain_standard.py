@@ -42,7 +42,11 @@ class TestChatSelfGuardUnit(ChatModelUnitTests):
 
     @property
     def has_tool_calling(self) -> bool:
-        return False  # bind_tools and parsing exist; without forced calls the 135M model rarely calls (issue 5)
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
 
 class TestChatSelfGuardIntegration(ChatModelIntegrationTests):
@@ -64,4 +68,15 @@ class TestChatSelfGuardIntegration(ChatModelIntegrationTests):
 
     @property
     def has_tool_calling(self) -> bool:
-        return False  # as above: declared once calls can be forced (tool_choice, structured output)
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    @pytest.mark.xfail(strict=True, reason="with tool_choice 'auto' the 135M model answers in prose instead of "
+                                           "calling the tool; forced calls work (test_tool_choice passes)")
+    def test_agent_loop(self, model) -> None:
+        super().test_agent_loop(model)
+

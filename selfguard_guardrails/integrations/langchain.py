@@ -11,8 +11,10 @@ record of each generation carries LangChain's run ids (see `SelfGuardAuditHandle
 
 from __future__ import annotations
 
+import difflib
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -24,10 +26,11 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
+from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from ..engine import SelfGuard
 from ..results import GenerationResult, StreamPiece
-from ..tools import parse_tool_calls
+from ..tools import flat_fields, forced_call_prefix, forced_tool_name, guided_arguments, parse_tool_calls
 from .langchain_audit import SelfGuardAuditHandler, run_context
 from .langchain_messages import metadata_of, to_engine_messages, usage_of
 
@@ -48,6 +51,8 @@ class ChatSelfGuard(BaseChatModel):
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     seed: int | None = None
     private_context: list[str] = Field(default_factory=list, description="documents whose copies are leaks")
+    tool_call_retries: int = Field(default=2, ge=0, description="sampled retries of a forced tool call that "
+                                   "does not parse")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="passed to SelfGuard.from_pretrained: "
                                            "leak_policy, canaries, audit, threads, dtype, vector, ...")
     _engine: SelfGuard | None = PrivateAttr(default=None)
@@ -95,9 +100,11 @@ class ChatSelfGuard(BaseChatModel):
                    "audit_sinks": SelfGuardAuditHandler.sinks_of(run_manager),
                    "audit_fields": run_context(run_manager)}
         tools = kwargs.pop("tools", None)
-        if kwargs.pop("tool_choice", None) == "none":
-            tools = None
-        options["tools"] = tools
+        choice = kwargs.pop("tool_choice", None)
+        options["tools"] = None if choice == "none" else tools
+        options["prefix"] = forced_call_prefix(options["tools"], choice)
+        if options["prefix"]:
+            options["stop"] = [*(options["stop"] or []), "</tool_call>"]
         kwargs.pop("ls_structured_output_format", None)
         if kwargs:
             from ..errors import InvalidSettingError
@@ -109,8 +116,9 @@ class ChatSelfGuard(BaseChatModel):
                    tool_choice: str | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
         """Tools in the OpenAI format, rendered through the chat template (or our documented
         format, see `selfguard_guardrails.tools`); calls come back in `AIMessage.tool_calls`,
-        calls that do not parse in `invalid_tool_calls`. `tool_choice` other than "none" is
-        a hint in the prompt only: a small model is not forced to call."""
+        calls that do not parse in `invalid_tool_calls`. `tool_choice` "any"/"required" or a
+        tool's name forces a call: the answer is started for the model (`<tool_call>{"name": ...`),
+        and a call that does not parse is tried again, sampled, up to `tool_call_retries` times."""
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
@@ -134,11 +142,66 @@ class ChatSelfGuard(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         options = self._options(stop, run_manager, **kwargs)
-        result = self.engine.generate(to_engine_messages(messages), **options)
+        conversation = to_engine_messages(messages)
+        if options["prefix"]:
+            result, message = self._forced_call(conversation, options)
+        else:
+            result = self.engine.generate(conversation, **options)
+            message = self._message(result, options["tools"])
         self._report(result, run_manager)
-        message = self._message(result, options["tools"])
         return ChatResult(generations=[ChatGeneration(message=message)],
                           llm_output={"model_name": result.model})
+
+    def _forced_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]
+                     ) -> tuple[GenerationResult, AIMessage]:
+        """A forced tool call. A tool with flat arguments (strings, numbers, booleans) is filled
+        field by field (`tools.guided_arguments`: valid JSON of the right shape by construction);
+        other calls are parsed, and tried again (sampled, another seed each time) while they do
+        not parse."""
+        guided = self._guided_call(conversation, options)
+        if guided is not None:
+            return guided
+        tries: list[tuple[GenerationResult, AIMessage]] = []
+
+        def one_try() -> tuple[GenerationResult, AIMessage]:
+            retry = {"temperature": 0.7, "seed": len(tries)} if tries else {}
+            result = self.engine.generate(conversation, **{**options, **retry})
+            tries.append((result, self._message(result, options["tools"])))
+            return tries[-1]
+
+        retrying = Retrying(stop=stop_after_attempt(1 + self.tool_call_retries),
+                            retry=retry_if_result(lambda outcome: not outcome[1].tool_calls),
+                            retry_error_callback=lambda state: state.outcome.result())
+        return retrying(one_try)
+
+    def _guided_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]
+                     ) -> tuple[GenerationResult, AIMessage] | None:
+        name = forced_tool_name(options["prefix"])
+        if name is None:  # "any" among several tools: the model names one, matched to the nearest tool
+            start = options["prefix"]
+            written = self.engine.generate(conversation, **{**options, "stop": ['"', "\n"]}).answer[len(start):]
+            names = [t["function"]["name"] for t in options["tools"]]
+            name = (difflib.get_close_matches(written, names, n=1, cutoff=0.0) or names)[0]
+        tool = next((t for t in options["tools"] if t["function"]["name"] == name), None)
+        fields = None if tool is None else flat_fields(tool)
+        if fields is None:
+            return None
+        last: list[GenerationResult] = []
+
+        def continue_text(text: str, stop: list[str]) -> str:
+            result = self.engine.generate(conversation, **{**options, "prefix": text, "stop": stop})
+            last.append(result)
+            return result.answer[len(text):]
+
+        start = '<tool_call>{"name": ' + json.dumps(name) + ', "arguments": {'
+        arguments = guided_arguments(fields, start, continue_text) if fields else {}
+        if arguments is None:
+            return None
+        result = last[-1] if last else self.engine.generate(conversation, **{**options, "max_new_tokens": 1})
+        call = ToolCall(name=name, args=arguments, id=f"call_{uuid.uuid4().hex[:12]}")
+        message = self._message(result, None)
+        return result, AIMessage(content="", tool_calls=[call], additional_kwargs=message.additional_kwargs,
+                                 usage_metadata=message.usage_metadata, response_metadata=message.response_metadata)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:

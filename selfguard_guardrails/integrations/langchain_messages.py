@@ -22,8 +22,8 @@ def _text(content: Any, where: str) -> str:
             parts.append(block)
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
-        elif isinstance(block, dict) and block.get("type") in ("reasoning", "thinking"):
-            continue  # an earlier turn's reasoning is not fed back to the model
+        elif isinstance(block, dict) and block.get("type") in ("reasoning", "thinking", "tool_use", "tool_call"):
+            continue  # earlier reasoning is not fed back; tool calls travel in `AIMessage.tool_calls`
         else:
             kind = block.get("type") if isinstance(block, dict) else type(block).__name__
             raise InvalidMessagesError(f"{where} holds a {kind!r} content block; this model reads text only: "
