@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from selfguard_guardrails.tools import inline_tools, parse_tool_calls
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
@@ -53,3 +55,43 @@ def test_the_engine_renders_tools_for_a_template_without_them(smollm_tokenizer):
     assert "You can call these tools" not in engine.render("Weather in Oslo?", mode="plain")
     result = engine.generate("Weather in Oslo?", max_new_tokens=3, tools=[WEATHER])
     assert result.usage.input_tokens > engine.generate("Weather in Oslo?", max_new_tokens=3).usage.input_tokens
+
+
+def test_forced_prefix_names_the_tool_and_its_first_argument():
+    from selfguard_guardrails.errors import InvalidSettingError
+    from selfguard_guardrails.tools import forced_call_prefix, forced_tool_name
+
+    prefix = forced_call_prefix([WEATHER], "any")
+    assert prefix == '<tool_call>{"name": "get_weather", "arguments": {"city": '
+    assert forced_tool_name(prefix) == "get_weather"
+    two = [WEATHER, {"type": "function", "function": {"name": "noop", "parameters": {}}}]
+    assert forced_call_prefix(two, "required") == '<tool_call>{"name": "'
+    assert forced_tool_name('<tool_call>{"name": "') is None
+    assert forced_call_prefix(two, "auto") == "" and forced_call_prefix(None, "any") == ""
+    with pytest.raises(InvalidSettingError, match="not a bound tool"):
+        forced_call_prefix(two, "launch")
+
+
+def test_guided_arguments_write_the_json_and_let_the_model_fill_only_values():
+    from selfguard_guardrails.tools import flat_fields, guided_arguments
+
+    schema = {"type": "function", "function": {"name": "book", "parameters": {
+        "type": "object", "required": ["city", "nights", "breakfast"],
+        "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}, "breakfast": {"type": "boolean"},
+                       "note": {"type": "string"}}}}}
+    fields = flat_fields(schema)
+    assert fields == [("city", "string"), ("nights", "integer"), ("breakfast", "boolean")]
+    seen: list[tuple[str, list[str]]] = []
+    answers = iter(['Oslo "centre', " 3", "true"])
+
+    def model(text: str, stop: list[str]) -> str:
+        seen.append((text, stop))
+        written = next(answers)
+        cut = min((written.find(s) for s in stop if s in written), default=len(written))
+        return written[:cut]
+
+    assert guided_arguments(fields, "{", model) == {"city": "Oslo ", "nights": 3, "breakfast": True}
+    assert seen[0] == ('{"city": "', ['"', "\n"]) and seen[1][0] == '{"city": "Oslo ", "nights": '
+    assert guided_arguments([("n", "integer")], "{", lambda text, stop: "three") is None
+    nested = {"function": {"name": "x", "parameters": {"required": ["a"], "properties": {"a": {"type": "object"}}}}}
+    assert flat_fields(nested) is None
