@@ -27,6 +27,8 @@ EXPECTED = {
                           "steering applied: layers [18, 19, 20]", "gated: True",
                           "refused as expected: VectorMismatchError"],
     "batch.py": ["awareness", "usage:", "batch of 4", "prefill"],
+    "langchain_chain.py": ["Q: How do I reset my password?", "audit records: 2 (one per model run)",
+                           "findings ['canary'", "leak events seen by the handler: 1", "raw canary in the log: False"],
     "leak_audit.py": ["[plain] policy action:", "[self-guard] policy action:", "found private_context/",
                       "[stream] text shown:", "audit.jsonl: 3 records", "audit.db: 3 records",
                       "raw values in the audit logs: none"],

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, InvalidToolCall, ToolCall, ToolCallChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -133,11 +133,17 @@ class ChatSelfGuard(BaseChatModel):
                          invalid_tool_calls=[InvalidToolCall(**bad) for bad in parsed.invalid], **common)
 
     def _report(self, result: GenerationResult, run_manager: CallbackManagerForLLMRun | None) -> None:
+        """Leak findings as a custom event on this model's own run (the run manager itself has no
+        dispatching `on_custom_event`; a callback manager over its handlers has)."""
         report = result.leakage
-        if run_manager is not None and report is not None and report.findings:
-            run_manager.on_custom_event(FINDINGS_EVENT, {"summary": report.summary(),
-                                                         "findings": [f.model_dump() for f in report.findings]},
-                                        run_id=run_manager.run_id)
+        if run_manager is None or report is None or not report.findings:
+            return
+        manager = CallbackManager(handlers=run_manager.handlers, inheritable_handlers=run_manager.inheritable_handlers,
+                                  parent_run_id=run_manager.parent_run_id, tags=run_manager.tags,
+                                  metadata=run_manager.metadata)
+        manager.on_custom_event(FINDINGS_EVENT, {"summary": report.summary(),
+                                                 "findings": [f.model_dump() for f in report.findings]},
+                                run_id=run_manager.run_id)
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
