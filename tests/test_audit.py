@@ -118,7 +118,9 @@ def test_jsonl_rotates_past_its_size_cap_and_keeps_the_newest_backups(tmp_path):
         JsonlAuditSink(path, max_bytes=0)
 
 
-class _Broken:
+class BrokenSink:
+    """A sink whose disk is full."""
+
     def write(self, record):
         raise OSError("disk full")
 
@@ -129,9 +131,9 @@ class _Broken:
 def test_a_failing_sink_fails_closed_or_only_warns_open(tmp_path, caplog):
     good = JsonlAuditSink(tmp_path / "audit.jsonl")
     with pytest.raises(AuditLogError, match=r"disk full.*fails closed"):
-        AuditLog([_Broken(), good]).write(record("c", 0))
+        AuditLog([BrokenSink(), good]).write(record("c", 0))
     with caplog.at_level(logging.WARNING):
-        AuditLog([_Broken(), good], on_failure="open").write(record("c", 1))
+        AuditLog([BrokenSink(), good], on_failure="open").write(record("c", 1))
     assert "fails open" in caplog.text
     assert [r.context["index"] for r in read_jsonl_records(tmp_path / "audit.jsonl")] == [0, 1]
     with pytest.raises(InvalidSettingError, match="not an audit sink"):

@@ -12,6 +12,7 @@ from selfguard_guardrails.leakage.policy import LeakBlockedError, LeakPolicy
 from selfguard_guardrails.leakage.scanner import LeakContext, LeakScanner
 from selfguard_guardrails.leakage.streaming import StreamGuard
 from selfguard_guardrails.results import GenerationResult, SteeringApplied, Timings, Usage
+from tests.test_audit import BrokenSink
 from tests.test_engine_mechanics import make_engine
 
 KEY = "AKIA" + "Q4TZ7MNB2XWE9RLD"
@@ -114,21 +115,13 @@ def test_checks_can_be_off_and_bad_context_is_refused_before_generating(smollm_t
         make_engine(smollm_tokenizer, leak_policy={"secrets": "block"})
 
 
-class _FailingSink:
-    def write(self, record):
-        raise OSError("disk full")
-
-    def close(self):
-        pass
-
-
 def test_a_failing_audit_sink_fails_the_generation_closed_or_warns_open(smollm_tokenizer, tmp_path):
     from selfguard_guardrails.errors import AuditLogError
 
-    closed = make_engine(smollm_tokenizer, audit=[_FailingSink(), tmp_path / "a.jsonl"])
+    closed = make_engine(smollm_tokenizer, audit=[BrokenSink(), tmp_path / "a.jsonl"])
     with pytest.raises(AuditLogError, match="disk full"):
         closed.generate("Hi", max_new_tokens=2)
-    opened = make_engine(smollm_tokenizer, audit=AuditLog([_FailingSink(), JsonlAuditSink(tmp_path / "b.jsonl")],
+    opened = make_engine(smollm_tokenizer, audit=AuditLog([BrokenSink(), JsonlAuditSink(tmp_path / "b.jsonl")],
                                                           on_failure="open"))
     assert opened.generate("Hi", max_new_tokens=2).answer is not None
     assert len(read_audit_log(tmp_path / "b.jsonl")) == 1
