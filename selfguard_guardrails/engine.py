@@ -32,6 +32,7 @@ from .model import LoadedModel, load_model
 from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt, normalize_messages
 from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
+from .scoring import sequence_logprobs
 from .steering import SteeringVector, steer
 from .vectors import calibration_vector, model_shape, recorded_mode, resolve_setting, resolve_vector
 
@@ -56,6 +57,20 @@ def _drain(pieces: Generator[StreamPiece, None, GenerationResult]) -> Generation
             next(pieces)
         except StopIteration as done:
             return done.value
+
+
+def _per_row(sinks: Sequence[Any], fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+             rows: int) -> tuple[list[list[AuditSink]], list[Mapping[str, Any]]]:
+    """Audit sinks and fields for each prompt: given once for all, or as one entry per prompt."""
+    per_row_sinks = bool(sinks) and all(isinstance(s, (list, tuple)) for s in sinks)
+    per_row_fields = fields is not None and not isinstance(fields, Mapping)
+    for given, name in ((per_row_sinks and sinks, "audit_sinks"), (per_row_fields and fields, "audit_fields")):
+        if given and len(given) != rows:  # type: ignore[arg-type]
+            raise InvalidSettingError(f"{name} has {len(given)} entries for {rows} prompts: give one per prompt, "  # type: ignore[arg-type]
+                                      "or a single value for all.")
+    row_sinks = [list(s) for s in sinks] if per_row_sinks else [list(sinks)] * rows
+    row_fields = list(fields) if per_row_fields else [dict(fields or {})] * rows  # type: ignore[arg-type]
+    return row_sinks, row_fields
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -325,10 +340,11 @@ class SelfGuard:
         repetition_penalty: float | None = None,
         private_context: Sequence[str] | None = None,
         canaries: Sequence[str] | None = None,
-        audit_sinks: Sequence[AuditSink] = (),
-        audit_fields: Mapping[str, Any] | None = None,
+        audit_sinks: Sequence[AuditSink] | Sequence[Sequence[AuditSink]] = (),
+        audit_fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         prefix: str = "",
+        partial: bool = False,
     ) -> list[GenerationResult]:
         """Generate for several prompts in one left-padded batch (one forward pass per step).
 
@@ -336,7 +352,12 @@ class SelfGuard:
         Every result is checked for leaks (`private_context` and `canaries` add to what is
         protected) and written to the audit log, one record per prompt (`audit_sinks` get the
         same record for this call only, and `audit_fields` go into its context: how an adapter's
-        audit handler receives the record with its run ids).
+        audit handler receives the record with its run ids). Either may also be given per prompt,
+        as a list with one entry (a list of sinks, a mapping) for each.
+
+        `partial=True` marks a piece of an answer the caller assembles from several generations
+        (a guided tool call): it is neither checked nor audited here; the caller hands the
+        assembled result to `finish`, so one call still makes one checked, audited record.
         """
         started = time.perf_counter()
         if isinstance(conversations, str) or not conversations:
@@ -346,7 +367,8 @@ class SelfGuard:
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
                                 repetition_penalty, tuple(tools or ()), prefix)
         checked = self._prepare(conversations, resolved, options)  # validate everything before any work
-        contexts = (None if self.leaks is None else
+        row_sinks, row_fields = _per_row(audit_sinks, audit_fields, len(conversations))
+        contexts = (None if self.leaks is None or partial else
                     [self.leaks.context_for(c, private_context, canaries) for c in conversations])
         with hold_model(self.loaded.model):
             scores = self._awareness_scores(conversations, resolved)
@@ -363,11 +385,28 @@ class SelfGuard:
             if self.leaks is not None and contexts is not None:
                 results = [self.leaks.check(result, context, self._regenerator(messages, resolved, options))
                            for result, context, messages in zip(results, contexts, conversations, strict=True)]
-        self._write_audit(conversations, results, started, audit_sinks, audit_fields)  # type: ignore[arg-type]
+        if partial:
+            return results  # type: ignore[return-value]
+        self._write_audit(conversations, results, started, row_sinks, row_fields)  # type: ignore[arg-type]
         if self.leaks is not None:
             for result in results:
                 self.leaks.raise_if_blocked(result)  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
+
+    def finish(self, messages: Messages, result: GenerationResult, *, started: float | None = None,
+               private_context: Sequence[str] | None = None, canaries: Sequence[str] | None = None,
+               audit_sinks: Sequence[AuditSink] = (), audit_fields: Mapping[str, Any] | None = None,
+               ) -> GenerationResult:
+        """Check and audit an answer assembled from `partial` generations, as `generate` would
+        have (no regeneration: the caller built the text). `started` is `time.perf_counter()`
+        at the call's start, for the record's latency."""
+        started = time.perf_counter() if started is None else started
+        if self.leaks is not None:
+            result = self.leaks.check(result, self.leaks.context_for(messages, private_context, canaries))
+        self._write_audit([messages], [result], started, [list(audit_sinks)], [dict(audit_fields or {})])
+        if self.leaks is not None:
+            self.leaks.raise_if_blocked(result)
+        return result
 
     def _regenerator(self, messages: Messages, requested: Mode, options: DecodeOptions,
                      ) -> Callable[[int], GenerationResult]:
@@ -383,19 +422,19 @@ class SelfGuard:
         return regenerate
 
     def _write_audit(self, conversations: Sequence[Messages], results: Sequence[GenerationResult],
-                     started: float, extra_sinks: Sequence[AuditSink] = (),
-                     fields: Mapping[str, Any] | None = None) -> None:
+                     started: float, row_sinks: Sequence[Sequence[AuditSink]],
+                     row_fields: Sequence[Mapping[str, Any]]) -> None:
         """One record per generation and sink; the latency is the whole call's (a batch shares it)."""
-        logs = [log for log in (self.audit, AuditLog(list(extra_sinks), on_failure=self.audit_failure)
-                                if extra_sinks else None) if log is not None]
-        if not logs:
+        if self.audit is None and not any(row_sinks):
             return
         latency = time.perf_counter() - started
-        for messages, result in zip(conversations, results, strict=True):
+        for messages, result, sinks, fields in zip(conversations, results, row_sinks, row_fields, strict=True):
             record = record_for(result, normalize_messages(messages), latency_seconds=latency,
                                 model_fingerprint=self.loaded.fingerprint, fields=fields)
-            for log in logs:
-                log.write(record)
+            extra = AuditLog(list(sinks), on_failure=self.audit_failure) if sinks else None
+            for log in (self.audit, extra):
+                if log is not None:
+                    log.write(record)
 
     def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
                       prepared: _Prepared | None = None, setting: SteeringSetting | None = None,
@@ -422,6 +461,22 @@ class SelfGuard:
                         finished[row] = True
         return [self._result(generated[r], finish[r], mode, prepared, r, options, applied, clock)
                 for r in range(rows)]
+
+    def score_texts(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Log-probability of each target text after its context text (raw text, no chat template,
+        no steering): how adapters pick among options by likelihood, e.g. the tool whose
+        description makes the user's question most likely (`tools.choose_tool`)."""
+        if isinstance(pairs, str) or not pairs or not all(context and target for context, target in pairs):
+            raise InvalidSettingError("score_texts() needs (context, target) pairs of non-empty strings.")
+        tokenizer = self.loaded.tokenizer
+        rows = [(tokenizer(context, add_special_tokens=False)["input_ids"],
+                 tokenizer(target, add_special_tokens=False)["input_ids"]) for context, target in pairs]
+        longest = max(len(c) + len(t) for c, t in rows)
+        if longest > self.loaded.context_window:
+            raise PromptTooLongError(f"A text to score has {longest} tokens; the context window of "
+                                     f"{self.loaded.name} is {self.loaded.context_window}. Shorten it.")
+        with hold_model(self.loaded.model):
+            return sequence_logprobs(self.loaded.model, rows)
 
     # -- the awareness gate ----------------------------------------------------------------
     @property
@@ -521,7 +576,7 @@ class SelfGuard:
         elif (result.leakage is not None and result.leakage.action == "block"
               and self.leaks is not None and self.leaks.policy.block_with == "refusal"):
             yield StreamPiece(channel="answer", text=result.answer)  # what the reader is shown instead
-        self._write_audit([messages], [result], started, audit_sinks, audit_fields)
+        self._write_audit([messages], [result], started, [audit_sinks], [audit_fields or {}])
         if self.leaks is not None:
             self.leaks.raise_if_blocked(result)
         yield result

@@ -174,50 +174,60 @@ def _first_key(tool: Mapping[str, Any]) -> str:
     return json.dumps(required[0]) + ": " if required else ""
 
 
-_SCALARS = ("string", "integer", "number", "boolean")
+CHANNEL_TEMPLATE = "Tool {name}: {description}\nA question this tool answers: "
 
 
-def _scalar_type(spec: Mapping[str, Any]) -> str | None:
-    kind = spec.get("type")
-    if kind is None and isinstance(spec.get("anyOf"), list):  # Optional[X]: {"anyOf": [{"type": X}, {"type": "null"}]}
-        kinds = [s.get("type") for s in spec["anyOf"] if s.get("type") != "null"]
-        kind = kinds[0] if len(kinds) == 1 else None
-    if spec.get("enum") and kind is None:
-        kind = "string"
-    return kind if kind in _SCALARS else None
+def last_question(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The latest user turn's text: what a tool is chosen for."""
+    for message in reversed(messages):
+        if message.get("role") == "user" and message.get("content"):
+            return str(message["content"])
+    return ""
 
 
-def flat_fields(tool: Mapping[str, Any]) -> list[tuple[str, str]] | None:
-    """(name, scalar type) of the required arguments, when every one is a string, number or
-    boolean (what `guided_arguments` can fill); None for nested or untyped schemas."""
-    parameters = tool.get("function", tool).get("parameters", {}) or {}
-    properties = parameters.get("properties") or {}
-    names = [n for n in parameters.get("required", []) if n in properties]
-    fields = [(name, _scalar_type(properties[name])) for name in names]
-    return None if any(kind is None for _, kind in fields) else fields  # type: ignore[return-value]
+def choose_tool(question: str, tools: Sequence[Mapping[str, Any]],
+                score_texts: Callable[[Sequence[tuple[str, str]]], list[float]]) -> str:
+    """The tool whose name and description make `question` most likely (see `scoring`): a small
+    model asked to write the name picks the first tool whatever the question."""
+    names = [t.get("function", t).get("name") for t in tools]
+    if len(names) == 1 or not question.strip():
+        return names[0]
+    contexts = [CHANNEL_TEMPLATE.format(name=t.get("function", t).get("name"),
+                                        description=t.get("function", t).get("description") or "")
+                for t in tools]
+    scores = score_texts([(context, question.strip()) for context in contexts])
+    return names[max(range(len(names)), key=scores.__getitem__)]
 
 
-def guided_arguments(fields: Sequence[tuple[str, str]], start: str,
-                     continue_text: Callable[[str, list[str]], str]) -> dict[str, Any] | None:
-    """Fill a flat argument object one field at a time: we write the JSON around each value and
-    the model writes only the value, up to the character that ends it. This is constrained
-    decoding by construction for flat schemas: the result is valid JSON of the right shape
-    unless a number or boolean does not parse (then None). `continue_text(text, stop)` returns
-    what the model writes after `text`, cut at the first stop string."""
-    text, arguments = start, {}
-    for index, (name, kind) in enumerate(fields):
-        text += ("" if index == 0 else ", ") + json.dumps(name) + ": "
-        if kind == "string":
-            value = continue_text(text + '"', ['"', "\n"])
-            arguments[name] = value
-            text += json.dumps(value)
-            continue
-        raw = continue_text(text, [",", "}", "\n"]).strip()
-        try:
-            value = {"true": True, "false": False}[raw.lower()] if kind == "boolean" else (
-                int(raw) if kind == "integer" else float(raw))
-        except (KeyError, ValueError):
-            return None
-        arguments[name] = value
-        text += json.dumps(value)
-    return arguments
+def _answered_calls(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(name, arguments as JSON) of the calls in the history that have a tool result."""
+    answered = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
+    calls = []
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            function = call.get("function", call)
+            if call.get("id") in answered:
+                calls.append((function.get("name"), json.dumps(function.get("arguments"), sort_keys=True)))
+    return calls
+
+
+def repeats_answered_calls(calls: Sequence[Mapping[str, Any]], messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every call repeats one whose result is already in the history: a small model
+    reading its own earlier call copies it instead of answering from the result."""
+    answered = _answered_calls(messages)
+    return bool(calls) and all((c["name"], json.dumps(c["args"], sort_keys=True)) in answered for c in calls)
+
+
+def fold_tool_results(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation with the tool calls and results since the last user turn folded into
+    that turn as "Tool result (name): ..." lines, so there is no earlier call to copy."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not users:
+        return [dict(m) for m in messages]
+    last = users[-1]
+    results = [f"Tool result ({m.get('name') or 'tool'}): {m.get('content') or ''}"
+               for m in messages[last + 1:] if m.get("role") == "tool"]
+    question = dict(messages[last])
+    question["content"] = "\n\n".join([str(question.get("content") or ""), *results])
+    rest = [dict(m) for m in messages[last + 1:] if m.get("role") not in ("tool", "assistant")]
+    return [dict(m) for m in messages[:last]] + [question] + rest

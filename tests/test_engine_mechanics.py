@@ -257,3 +257,41 @@ def test_setting_penalty_applies_to_steered_answers_only(smollm_tokenizer):
     assert streamed.answer == steered.answer
     with pytest.raises(InvalidSettingError, match="repetition_penalty"):
         SteeringSetting(layers=(1,), strength=1.0, repetition_penalty=0.5)
+
+
+def test_scored_texts_match_a_forward_pass_per_row_despite_padding(engine):
+    """`score_texts` is the sum of the target's log-probabilities, whatever else is in the batch."""
+    pairs = [("Tool a: adds numbers\nA question this tool answers: ", "What is 2+2?"),
+             ("A much longer context that pads the other row " * 3, "Hi")]
+    batched = engine.score_texts(pairs)
+    tokenizer, model = engine.loaded.tokenizer, engine.loaded.model
+    for (context, target), score in zip(pairs, batched, strict=True):
+        c = tokenizer(context, add_special_tokens=False)["input_ids"]
+        t = tokenizer(target, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([c + t])).logits[0].float().log_softmax(-1)
+        expected = sum(float(logits[len(c) - 1 + i, token]) for i, token in enumerate(t))
+        assert score == pytest.approx(expected, abs=1e-3)
+    with pytest.raises(InvalidSettingError, match="pairs"):
+        engine.score_texts([("context", "")])
+
+
+def test_partial_generations_are_not_audited_until_finished(engine):
+    """Pieces of an assembled answer write nothing; `finish` writes the one record."""
+    records: list = []
+    sink = type("Sink", (), {"write": lambda self, record: records.append(record), "close": lambda self: None})()
+    piece = engine.generate("Hello", max_new_tokens=2, partial=True, audit_sinks=[sink])
+    assert records == []
+    engine.finish("Hello", piece, audit_sinks=[sink], audit_fields={"run": "r1"})
+    assert len(records) == 1 and records[0].context["run"] == "r1"
+
+
+def test_batch_audit_sinks_and_fields_can_be_given_per_prompt(engine):
+    records: dict[str, list] = {"a": [], "b": []}
+    sinks = {key: type("Sink", (), {"write": lambda self, r, k=key: records[k].append(r),
+                                    "close": lambda self: None})() for key in records}
+    engine.batch(["one", "two"], max_new_tokens=2, audit_sinks=[[sinks["a"]], [sinks["b"]]],
+                 audit_fields=[{"row": 0}, {"row": 1}])
+    assert [r.context["row"] for r in records["a"]] == [0] and [r.context["row"] for r in records["b"]] == [1]
+    with pytest.raises(InvalidSettingError, match="one per prompt"):
+        engine.batch(["one", "two"], max_new_tokens=2, audit_fields=[{"row": 0}])

@@ -63,3 +63,96 @@ def test_unsupported_messages_are_refused_with_the_reason(engine):
                                   {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}])
     with pytest.raises(InvalidMessagesError, match="reads text only"):
         model.invoke([image])
+
+
+class _CountingEngine:
+    """The shared engine, counting `batch` calls (each `generate` is one too)."""
+
+    def __init__(self, engine: SelfGuard) -> None:
+        self.engine, self.batches = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def batch(self, conversations, **options):
+        self.batches.append(len(conversations))
+        return self.engine.batch(conversations, **options)
+
+    def generate(self, messages, **options):
+        return self.batch([messages], **options)[0]
+
+
+QUESTIONS = ["Name a colour.", "What is the capital of Italy?", "Say hello in French."]
+
+
+def test_batch_is_one_engine_batch_with_one_langchain_run_per_input(engine, tmp_path):
+    counting = _CountingEngine(engine)
+    model = ChatSelfGuard(engine=counting, max_tokens=16)  # type: ignore[arg-type]
+    handler = SelfGuardAuditHandler(tmp_path / "audit.jsonl")
+    configs = [{"callbacks": [handler], "tags": [f"q{i}"]} for i in range(len(QUESTIONS))]
+    batched = model.batch(QUESTIONS, configs)
+    assert counting.batches == [len(QUESTIONS)]
+    one_by_one = [model.invoke(q) for q in QUESTIONS]  # greedy: a padded row decodes as it would alone
+    assert [m.content for m in batched] == [m.content for m in one_by_one]
+    records = read_audit_log(tmp_path / "audit.jsonl")
+    assert [r.context["tags"] for r in records] == [["q0"], ["q1"], ["q2"]]
+    assert len({r.context["langchain_run_id"] for r in records}) == len(QUESTIONS)
+
+
+async def test_abatch_is_one_engine_batch_too(engine):
+    counting = _CountingEngine(engine)
+    model = ChatSelfGuard(engine=counting, max_tokens=8)  # type: ignore[arg-type]
+    replies = await model.abatch(QUESTIONS[:2])
+    assert counting.batches == [2] and all(isinstance(r.content, str) and r.content for r in replies)
+
+
+WEATHER_AND_CALCULATOR = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
+                                      "parameters": {"type": "object", "required": ["city"],
+                                                     "properties": {"city": {"type": "string"}}}}},
+    {"type": "function", "function": {"name": "calculator", "description": "Evaluate an arithmetic expression.",
+                                      "parameters": {"type": "object", "required": ["expression"],
+                                                     "properties": {"expression": {"type": "string"}}}}},
+]
+
+
+@pytest.mark.parametrize(("question", "tool"), [("Is it raining in Oslo right now?", "get_weather"),
+                                                 ("What is 12 times 12?", "calculator")])
+def test_a_forced_call_among_tools_picks_the_one_the_question_is_about(engine, tmp_path, question, tool):
+    handler = SelfGuardAuditHandler(tmp_path / "audit.jsonl")
+    model = ChatSelfGuard(engine=engine, max_tokens=32).bind_tools(WEATHER_AND_CALCULATOR, tool_choice="any")
+    reply = model.invoke(question, config={"callbacks": [handler]})
+    assert [c["name"] for c in reply.tool_calls] == [tool]
+    assert isinstance(next(iter(reply.tool_calls[0]["args"].values())), str)
+    assert len(read_audit_log(tmp_path / "audit.jsonl")) == 1  # one record for the call, not one per piece
+
+
+def test_nested_structured_output_comes_back_as_the_schema(engine):
+    from pydantic import BaseModel
+
+    class Address(BaseModel):
+        city: str
+        country: str
+
+    class Person(BaseModel):
+        """A person mentioned in the text."""
+
+        name: str
+        age: int
+        address: Address
+        hobbies: list[str]
+
+    model = ChatSelfGuard(engine=engine, max_tokens=32).with_structured_output(Person)
+    person = model.invoke("Alice is 31, lives in Lyon, France, and likes chess.")
+    assert isinstance(person, Person) and isinstance(person.address, Address)
+    assert person.name == "Alice" and person.age == 31 and person.address.city == "Lyon"
+
+
+def test_a_repeated_call_after_its_result_becomes_an_answer(engine):
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    call = {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}
+    history = [HumanMessage("What is the weather in Paris?"), AIMessage("", tool_calls=[call]),
+               ToolMessage("light rain, 14 C", tool_call_id="call_1", name="get_weather")]
+    reply = ChatSelfGuard(engine=engine, max_tokens=32).bind_tools(WEATHER_AND_CALCULATOR).invoke(history)
+    assert reply.tool_calls == [] and reply.content.strip()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from selfguard_guardrails.tools import inline_tools, parse_tool_calls
@@ -72,26 +74,76 @@ def test_forced_prefix_names_the_tool_and_its_first_argument():
         forced_call_prefix(two, "launch")
 
 
-def test_guided_arguments_write_the_json_and_let_the_model_fill_only_values():
-    from selfguard_guardrails.tools import flat_fields, guided_arguments
+def _scripted(answers: list[str], seen: list[tuple[str, list[str], int]]):
+    """A stand-in model for `guided_json.fill`: writes the next scripted text, cut at a stop."""
+    queue = iter(answers)
 
-    schema = {"type": "function", "function": {"name": "book", "parameters": {
-        "type": "object", "required": ["city", "nights", "breakfast"],
-        "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}, "breakfast": {"type": "boolean"},
-                       "note": {"type": "string"}}}}}
-    fields = flat_fields(schema)
-    assert fields == [("city", "string"), ("nights", "integer"), ("breakfast", "boolean")]
-    seen: list[tuple[str, list[str]]] = []
-    answers = iter(['Oslo "centre', " 3", "true"])
-
-    def model(text: str, stop: list[str]) -> str:
-        seen.append((text, stop))
-        written = next(answers)
+    def model(text: str, stop, budget: int) -> str:
+        seen.append((text, list(stop), budget))
+        written = next(queue)
         cut = min((written.find(s) for s in stop if s in written), default=len(written))
         return written[:cut]
 
-    assert guided_arguments(fields, "{", model) == {"city": "Oslo ", "nights": 3, "breakfast": True}
-    assert seen[0] == ('{"city": "', ['"', "\n"]) and seen[1][0] == '{"city": "Oslo ", "nights": '
-    assert guided_arguments([("n", "integer")], "{", lambda text, stop: "three") is None
-    nested = {"function": {"name": "x", "parameters": {"required": ["a"], "properties": {"a": {"type": "object"}}}}}
-    assert flat_fields(nested) is None
+    return model
+
+
+def test_guided_json_writes_the_structure_and_the_model_only_the_values():
+    from selfguard_guardrails import guided_json
+
+    schema = {"type": "object", "required": ["city", "nights", "breakfast"],
+              "properties": {"city": {"type": "string"}, "nights": {"type": "integer"},
+                             "breakfast": {"type": "boolean"}, "note": {"type": "string"}}}
+    seen: list = []
+    value, text = guided_json.fill(schema, "", _scripted(['Oslo "centre', " 3, 4", "true}"], seen))
+    assert value == {"city": "Oslo ", "nights": 3, "breakfast": True}  # the optional "note" is not filled
+    assert json.loads(text) == value
+    assert seen[0][:2] == ('{"city": "', ['"', "\n"]) and seen[1][0] == '{"city": "Oslo ", "nights": '
+    assert guided_json.fill({"type": "integer"}, "", _scripted(["three"], [])) is None
+
+
+def test_guided_json_fills_nested_objects_arrays_enums_and_refs():
+    from selfguard_guardrails import guided_json
+
+    schema = {"type": "object", "required": ["trip", "tags"],
+              "properties": {"trip": {"$ref": "#/$defs/Trip"},
+                             "tags": {"type": "array", "items": {"type": "string"}}},
+              "$defs": {"Trip": {"type": "object", "required": ["to", "class_"],
+                                 "properties": {"to": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                                                "class_": {"enum": ["economy", "business"]}}}}}
+    assert guided_json.supports(schema)
+    seen: list = []
+    #          trip.to   class_ (nearest)  tags: not empty, item, more?, item, more?
+    answers = ["Rome\"", "busines", '"', "art", ",", "food", "]"]
+    value, text = guided_json.fill(schema, "", _scripted(answers, seen))
+    assert value == {"trip": {"to": "Rome", "class_": "business"}, "tags": ["art", "food"]}
+    assert json.loads(text) == value
+    empty, _ = guided_json.fill({"type": "array", "items": {"type": "integer"}}, "", _scripted(["]"], []))
+    assert empty == []
+
+
+def test_guided_json_refuses_schemas_it_cannot_guarantee():
+    from selfguard_guardrails import guided_json
+
+    assert not guided_json.supports({})  # untyped
+    assert not guided_json.supports({"type": "object", "required": ["a"], "properties": {"a": {}}})
+    assert not guided_json.supports({"oneOf": [{"type": "string"}, {"type": "integer"}]})
+    assert not guided_json.supports({"type": "array"})  # items unknown
+    assert guided_json.supports({"type": "object", "properties": {}})  # no arguments: "{}"
+
+
+def test_the_tool_is_chosen_by_how_likely_each_description_makes_the_question():
+    from selfguard_guardrails.tools import CHANNEL_TEMPLATE, choose_tool, last_question
+
+    calc = {"type": "function", "function": {"name": "calculator", "description": "Arithmetic."}}
+    asked: list = []
+
+    def scores(pairs):
+        asked.extend(pairs)
+        return [-5.0 if "Arithmetic" in context else -9.0 for context, _ in pairs]
+
+    question = last_question([{"role": "user", "content": "old"}, {"role": "assistant", "content": "x"},
+                              {"role": "user", "content": " What is 6*7? "}])
+    assert choose_tool(question, [WEATHER, calc], scores) == "calculator"
+    assert asked[1] == (CHANNEL_TEMPLATE.format(name="calculator", description="Arithmetic."), "What is 6*7?")
+    assert choose_tool("anything", [WEATHER], lambda pairs: pytest.fail("one tool needs no scoring")) \
+        == "get_weather"

@@ -11,26 +11,36 @@ record of each generation carries LangChain's run ids (see `SelfGuardAuditHandle
 
 from __future__ import annotations
 
-import difflib
 import json
 import threading
-import uuid
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManager, CallbackManagerForLLMRun
+from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, InvalidToolCall, ToolCall, ToolCallChunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import get_config_list, run_in_executor
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 from tenacity import Retrying, retry_if_result, stop_after_attempt
 
+from .. import guided_json
 from ..engine import SelfGuard
-from ..results import GenerationResult, StreamPiece
-from ..tools import flat_fields, forced_call_prefix, forced_tool_name, guided_arguments, parse_tool_calls
+from ..results import GenerationResult, StreamPiece, Usage
+from ..tools import (
+    choose_tool,
+    fold_tool_results,
+    forced_call_prefix,
+    forced_tool_name,
+    last_question,
+    parse_tool_calls,
+    repeats_answered_calls,
+)
 from .langchain_audit import SelfGuardAuditHandler, run_context
 from .langchain_messages import metadata_of, to_engine_messages, usage_of
 
@@ -151,6 +161,8 @@ class ChatSelfGuard(BaseChatModel):
         conversation = to_engine_messages(messages)
         if options["prefix"]:
             result, message = self._forced_call(conversation, options)
+        elif options["tools"] and any(m["role"] == "tool" for m in conversation):
+            result, message = self._after_tool_results(conversation, options)
         else:
             result = self.engine.generate(conversation, **options)
             message = self._message(result, options["tools"])
@@ -160,13 +172,44 @@ class ChatSelfGuard(BaseChatModel):
 
     def _forced_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]
                      ) -> tuple[GenerationResult, AIMessage]:
-        """A forced tool call. A tool with flat arguments (strings, numbers, booleans) is filled
-        field by field (`tools.guided_arguments`: valid JSON of the right shape by construction);
-        other calls are parsed, and tried again (sampled, another seed each time) while they do
-        not parse."""
-        guided = self._guided_call(conversation, options)
-        if guided is not None:
-            return guided
+        """A forced tool call: the tool is the one named, or (under "any" with several) the one
+        whose description makes the question most likely (`tools.choose_tool`). Its arguments
+        are written value by value into JSON we write (`guided_json`), or, for schemas that
+        cannot be guided, generated whole and parsed, tried again (sampled) while they do not
+        parse. The pieces are partial generations: the finished call is checked for leaks and
+        audited once, as one generation."""
+        started = time.perf_counter()
+        tools = options["tools"]
+        name = forced_tool_name(options["prefix"]) or choose_tool(last_question(conversation), tools,
+                                                                  self.engine.score_texts)
+        tool = next(t for t in tools if t["function"]["name"] == name)
+        options = {**options, "prefix": forced_call_prefix(tools, name), "partial": True}
+        parameters = tool["function"].get("parameters") or {}
+        result = (self._guided_call(conversation, options, name, parameters) if guided_json.supports(parameters)
+                  else None) or self._parsed_call(conversation, options)
+        return self._finish(conversation, result, options, started)
+
+    def _after_tool_results(self, conversation: list[dict[str, Any]], options: dict[str, Any]
+                            ) -> tuple[GenerationResult, AIMessage]:
+        """A turn after tool results. A small model copies its earlier call instead of reading
+        the result; a call that repeats one already answered is not made again: the model
+        answers instead, with the results folded into the question (`tools.fold_tool_results`)."""
+        started = time.perf_counter()
+        result = self.engine.generate(conversation, **{**options, "partial": True})
+        if repeats_answered_calls(self._message(result, options["tools"]).tool_calls, conversation):
+            result = self.engine.generate(fold_tool_results(conversation), **{**options, "tools": None,
+                                                                             "partial": True})
+        return self._finish(conversation, result, options, started)
+
+    def _finish(self, conversation: list[dict[str, Any]], result: GenerationResult, options: dict[str, Any],
+                started: float) -> tuple[GenerationResult, AIMessage]:
+        """The leak check and the one audit record of a call assembled from partial generations."""
+        result = self.engine.finish(conversation, result, started=started, private_context=options["private_context"],
+                                    canaries=options["canaries"], audit_sinks=options["audit_sinks"],
+                                    audit_fields=options["audit_fields"])
+        return result, self._message(result, options["tools"])
+
+    def _parsed_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]) -> GenerationResult:
         tries: list[tuple[GenerationResult, AIMessage]] = []
 
         def one_try() -> tuple[GenerationResult, AIMessage]:
@@ -178,36 +221,27 @@ class ChatSelfGuard(BaseChatModel):
         retrying = Retrying(stop=stop_after_attempt(1 + self.tool_call_retries),
                             retry=retry_if_result(lambda outcome: not outcome[1].tool_calls),
                             retry_error_callback=lambda state: state.outcome.result())
-        return retrying(one_try)
+        return retrying(one_try)[0]
 
-    def _guided_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]
-                     ) -> tuple[GenerationResult, AIMessage] | None:
-        name = forced_tool_name(options["prefix"])
-        if name is None:  # "any" among several tools: the model names one, matched to the nearest tool
-            start = options["prefix"]
-            written = self.engine.generate(conversation, **{**options, "stop": ['"', "\n"]}).answer[len(start):]
-            names = [t["function"]["name"] for t in options["tools"]]
-            name = (difflib.get_close_matches(written, names, n=1, cutoff=0.0) or names)[0]
-        tool = next((t for t in options["tools"] if t["function"]["name"] == name), None)
-        fields = None if tool is None else flat_fields(tool)
-        if fields is None:
-            return None
-        last: list[GenerationResult] = []
+    def _guided_call(self, conversation: list[dict[str, Any]], options: dict[str, Any], name: str,
+                     parameters: dict[str, Any]) -> GenerationResult | None:
+        pieces: list[GenerationResult] = []
 
-        def continue_text(text: str, stop: list[str]) -> str:
-            result = self.engine.generate(conversation, **{**options, "prefix": text, "stop": stop})
-            last.append(result)
+        def continue_text(text: str, stop: Sequence[str], budget: int) -> str:
+            result = self.engine.generate(conversation, **{**options, "prefix": text, "stop": list(stop),
+                                                           "max_new_tokens": min(budget, options["max_new_tokens"])})
+            pieces.append(result)
             return result.answer[len(text):]
 
-        start = '<tool_call>{"name": ' + json.dumps(name) + ', "arguments": {'
-        arguments = guided_arguments(fields, start, continue_text) if fields else {}
-        if arguments is None:
+        start = '<tool_call>{"name": ' + json.dumps(name) + ', "arguments": '
+        filled = guided_json.fill(parameters, start, continue_text)
+        if filled is None:
             return None
-        result = last[-1] if last else self.engine.generate(conversation, **{**options, "max_new_tokens": 1})
-        call = ToolCall(name=name, args=arguments, id=f"call_{uuid.uuid4().hex[:12]}")
-        message = self._message(result, None)
-        return result, AIMessage(content="", tool_calls=[call], additional_kwargs=message.additional_kwargs,
-                                 usage_metadata=message.usage_metadata, response_metadata=message.response_metadata)
+        text = filled[1] + "}</tool_call>"
+        first = pieces[0] if pieces else self.engine.generate(conversation, **{**options, "max_new_tokens": 1})
+        usage = Usage(input_tokens=first.usage.input_tokens, output_tokens=sum(p.usage.output_tokens for p in pieces),
+                      reasoning_tokens=0)
+        return first.model_copy(update={"answer": text, "reasoning": "", "usage": usage, "finish_reason": "stop"})
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
@@ -235,8 +269,62 @@ class ChatSelfGuard(BaseChatModel):
                 content="", usage_metadata=usage_of(item), response_metadata=metadata_of(item),
                 chunk_position="last"))
 
-    def batch_engine(self, conversations: Sequence[list[BaseMessage]], **kwargs: Any) -> list[AIMessage]:
-        """Several conversations in one padded engine batch (no LangChain callbacks)."""
-        options = self._options(None, None, **kwargs)
-        results = self.engine.batch([to_engine_messages(m) for m in conversations], **options)
-        return [self._message(r, options["tools"]) for r in results]
+    # -- batches: one padded engine batch, one LangChain run per input -------------------------
+    def _batchable(self, inputs: Sequence[Any], return_exceptions: bool, kwargs: dict[str, Any]) -> bool:
+        """Whether a batch can run as one engine batch: several inputs, no forced tool call (its
+        pieces are sequential), no cache or rate limiter to consult per input, and errors raised
+        (with `return_exceptions` each input needs its own outcome, so each runs alone)."""
+        forced = forced_call_prefix(kwargs.get("tools"), kwargs.get("tool_choice"))
+        uncached = self.cache is False or (self.cache is None and get_llm_cache() is None)
+        return len(inputs) > 1 and not return_exceptions and not forced and uncached and self.rate_limiter is None
+
+    def _start_runs(self, conversations: list[list[BaseMessage]], configs: list[RunnableConfig],
+                    stop: list[str] | None, kwargs: dict[str, Any]) -> list[CallbackManagerForLLMRun]:
+        """One chat-model run per input, with its own callbacks, tags, metadata and run id."""
+        managers = []
+        params = {**self._get_invocation_params(stop=stop, **kwargs)}
+        for messages, config in zip(conversations, configs, strict=True):
+            callback_manager = CallbackManager.configure(
+                config.get("callbacks"), self.callbacks, self.verbose, config.get("tags"), self.tags,
+                {**(config.get("metadata") or {}), **self._get_ls_params(stop=stop, **kwargs)}, self.metadata)
+            managers += callback_manager.on_chat_model_start(
+                self._serialized, [messages], invocation_params=params, options={"stop": stop},
+                name=config.get("run_name"), run_id=config.pop("run_id", None), batch_size=len(conversations))
+        return managers
+
+    def batch(self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None = None,
+              *, return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:  # type: ignore[override]
+        """All inputs in one padded engine batch (one forward pass per step for all of them),
+        each still its own LangChain run: callbacks, run ids and audit records per input."""
+        if not self._batchable(inputs, return_exceptions, kwargs):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        stop = kwargs.pop("stop", None)
+        conversations = [self._convert_input(item).to_messages() for item in inputs]
+        engine_messages = [to_engine_messages(messages) for messages in conversations]  # refuse bad input first
+        managers = self._start_runs(conversations, get_config_list(config, len(inputs)), stop, kwargs)
+        try:
+            options = self._options(stop, None, **kwargs)
+            options.update(audit_sinks=[SelfGuardAuditHandler.sinks_of(m) for m in managers],
+                           audit_fields=[run_context(m) for m in managers])
+            results = self.engine.batch(engine_messages, **options)
+        except BaseException as error:
+            for manager in managers:
+                manager.on_llm_error(error)
+            raise
+        messages = []
+        for manager, result in zip(managers, results, strict=True):
+            message = self._message(result, options["tools"])
+            self._report(result, manager)
+            manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]],
+                                         llm_output={"model_name": result.model}))
+            messages.append(message)
+        return messages
+
+    async def abatch(self, inputs: list[LanguageModelInput],
+                     config: RunnableConfig | list[RunnableConfig] | None = None, *,
+                     return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:  # type: ignore[override]
+        """`batch` in a worker thread (the engine is synchronous), so the event loop stays free."""
+        if not self._batchable(inputs, return_exceptions, kwargs):
+            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        first = config[0] if isinstance(config, list) and config else config
+        return await run_in_executor(first, self.batch, inputs, config, **kwargs)
