@@ -478,6 +478,27 @@ class SelfGuard:
         with hold_model(self.loaded.model):
             return sequence_logprobs(self.loaded.model, rows)
 
+    def score_continuations(self, messages: Messages, continuations: Sequence[str], *,
+                            mode: Mode | str | None = None, tools: Sequence[Mapping[str, Any]] | None = None,
+                            prefix: str = "") -> list[float]:
+        """Log-probability of each continuation after the rendered prompt and `prefix`, with the
+        model prepared as `mode` would prepare it (safety prompt, gate, steering): how a guided
+        tool call picks a boolean or an enum value the way the model would have written it."""
+        if isinstance(continuations, str) or not continuations or not all(continuations):
+            raise InvalidSettingError("score_continuations() needs a list of non-empty strings.")
+        resolved = Mode.parse(mode or self.default_mode)
+        options = DecodeOptions(1, tools=tuple(tools or ()), prefix=prefix)
+        self._prepare([messages], resolved, options)  # refuse bad input and over-long prompts first
+        encoded = [self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
+        with hold_model(self.loaded.model):
+            scores = self._awareness_scores([messages], resolved)
+            effective = self._effective_mode(resolved, scores, 0)
+            prepared = self._prepare([messages], effective, options)
+            prompt = prepared.input_ids[0, -int(prepared.prompt_lengths[0]):].tolist()
+            prepared.prompt_lengths = torch.full((len(encoded),), len(prompt))
+            with self._session(effective, prepared, self._options_for(effective, options)):
+                return sequence_logprobs(self.loaded.model, [(prompt, target) for target in encoded])
+
     # -- the awareness gate ----------------------------------------------------------------
     @property
     def gated(self) -> bool:

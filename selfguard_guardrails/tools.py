@@ -126,6 +126,7 @@ def parse_tool_calls(text: str, tool_names: Sequence[str] = ()) -> ParsedOutput:
                 parsed.calls.append(call)
             else:
                 name = found[2].get("name") if found and isinstance(found[2], dict) else None
+                name = name if isinstance(name, str) else None  # a model may write any JSON value here
                 reason = ("not a JSON object with 'name' and 'arguments'" if found is None or name is None
                           else f"unknown tool {name!r}" if known and name not in known
                           else "arguments are not an object")

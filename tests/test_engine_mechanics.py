@@ -295,3 +295,19 @@ def test_batch_audit_sinks_and_fields_can_be_given_per_prompt(engine):
     assert [r.context["row"] for r in records["a"]] == [0] and [r.context["row"] for r in records["b"]] == [1]
     with pytest.raises(InvalidSettingError, match="one per prompt"):
         engine.batch(["one", "two"], max_new_tokens=2, audit_fields=[{"row": 0}])
+
+
+def test_scored_continuations_match_the_rendered_prompt_forward_pass(engine):
+    options = ["yes", "no thanks"]
+    scores = engine.score_continuations("Do you like tea?", options, mode="plain", prefix="Answer: ")
+    tokenizer, model = engine.loaded.tokenizer, engine.loaded.model
+    prompt = tokenizer(engine.render("Do you like tea?", mode="plain") + "Answer: ",
+                       add_special_tokens=False)["input_ids"]
+    for option, score in zip(options, scores, strict=True):
+        target = tokenizer(option, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([prompt + target])).logits[0].float().log_softmax(-1)
+        assert score == pytest.approx(sum(float(logits[len(prompt) - 1 + i, t]) for i, t in enumerate(target)),
+                                      abs=1e-3)
+    steered = engine.score_continuations("Do you like tea?", options, mode="steer", prefix="Answer: ")
+    assert steered != pytest.approx(scores, abs=1e-4)  # the steering hooks were on

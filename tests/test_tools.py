@@ -32,6 +32,8 @@ def test_a_broken_call_is_reported_invalid_with_the_reason_not_raised():
     assert parsed.calls == [] and "did not parse" in parsed.invalid[0]["error"]
     unknown = parse_tool_calls('<tool_call>{"name": "launch", "arguments": {}}</tool_call>', ["get_weather"])
     assert "unknown tool 'launch'" in unknown.invalid[0]["error"]
+    odd = parse_tool_calls('<tool_call>{"name": {"tool": "x"}, "arguments": {}}</tool_call>', ["get_weather"])
+    assert odd.calls == [] and odd.invalid[0]["name"] is None  # any JSON value may stand where the name goes
 
 
 def test_inline_format_lists_tools_and_writes_history_as_text():
@@ -147,3 +149,22 @@ def test_the_tool_is_chosen_by_how_likely_each_description_makes_the_question():
     assert asked[1] == (CHANNEL_TEMPLATE.format(name="calculator", description="Arithmetic."), "What is 6*7?")
     assert choose_tool("anything", [WEATHER], lambda pairs: pytest.fail("one tool needs no scoring")) \
         == "get_weather"
+
+
+def test_guided_json_picks_booleans_and_enums_by_likelihood_and_reads_numbers_leniently():
+    from selfguard_guardrails import guided_json
+
+    schema = {"type": "object", "required": ["nights", "breakfast", "room"],
+              "properties": {"nights": {"type": "integer"}, "breakfast": {"type": "boolean"},
+                             "room": {"enum": ["single", "double"]}}}
+    offered: list = []
+
+    def choose(text, values):
+        offered.append((text, list(values)))
+        return len(values) - 1  # the last value offered
+
+    value, text = guided_json.fill(schema, "", _scripted(["3 nights"], []), choose)
+    assert value == {"nights": 3, "breakfast": False, "room": "double"} and json.loads(text) == value
+    assert offered == [('{"nights": 3, "breakfast": ', ["true", "false"]),
+                       ('{"nights": 3, "breakfast": false, "room": ', ['"single"', '"double"'])]
+    assert guided_json.fill({"type": "integer"}, "", _scripted(["2.5"], [])) is None  # not a whole number

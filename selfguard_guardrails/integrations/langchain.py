@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -27,19 +26,13 @@ from langchain_core.runnables.config import get_config_list, run_in_executor
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
-from tenacity import Retrying, retry_if_result, stop_after_attempt
 
-from .. import guided_json
 from ..engine import SelfGuard
-from ..results import GenerationResult, StreamPiece, Usage
+from ..results import GenerationResult, StreamPiece
+from ..tool_calling import ToolTurn, tool_options
 from ..tools import (
-    choose_tool,
-    fold_tool_results,
     forced_call_prefix,
-    forced_tool_name,
-    last_question,
     parse_tool_calls,
-    repeats_answered_calls,
 )
 from .langchain_audit import SelfGuardAuditHandler, run_context
 from .langchain_messages import metadata_of, to_engine_messages, usage_of
@@ -63,6 +56,8 @@ class ChatSelfGuard(BaseChatModel):
     private_context: list[str] = Field(default_factory=list, description="documents whose copies are leaks")
     tool_call_retries: int = Field(default=2, ge=0, description="sampled retries of a forced tool call that "
                                    "does not parse")
+    guided_tool_calls: bool = Field(default=True, description="write a forced call's JSON for the model, which "
+                                    "fills only the values (False: generate the whole call, parse, retry)")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="passed to SelfGuard.from_pretrained: "
                                            "leak_policy, canaries, audit, threads, dtype, vector, ...")
     _engine: SelfGuard | None = PrivateAttr(default=None)
@@ -109,12 +104,7 @@ class ChatSelfGuard(BaseChatModel):
                    "canaries": kwargs.pop("canaries", None),
                    "audit_sinks": SelfGuardAuditHandler.sinks_of(run_manager),
                    "audit_fields": run_context(run_manager)}
-        tools = kwargs.pop("tools", None)
-        choice = kwargs.pop("tool_choice", None)
-        options["tools"] = None if choice == "none" else tools
-        options["prefix"] = forced_call_prefix(options["tools"], choice)
-        if options["prefix"]:
-            options["stop"] = [*(options["stop"] or []), "</tool_call>"]
+        options.update(tool_options(kwargs.pop("tools", None), kwargs.pop("tool_choice", None), options["stop"]))
         kwargs.pop("ls_structured_output_format", None)
         if kwargs:
             from ..errors import InvalidSettingError
@@ -159,89 +149,11 @@ class ChatSelfGuard(BaseChatModel):
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         options = self._options(stop, run_manager, **kwargs)
         conversation = to_engine_messages(messages)
-        if options["prefix"]:
-            result, message = self._forced_call(conversation, options)
-        elif options["tools"] and any(m["role"] == "tool" for m in conversation):
-            result, message = self._after_tool_results(conversation, options)
-        else:
-            result = self.engine.generate(conversation, **options)
-            message = self._message(result, options["tools"])
+        result = ToolTurn(self.engine, self.tool_call_retries, self.guided_tool_calls).run(conversation, options)
+        message = self._message(result, options["tools"])
         self._report(result, run_manager)
         return ChatResult(generations=[ChatGeneration(message=message)],
                           llm_output={"model_name": result.model})
-
-    def _forced_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]
-                     ) -> tuple[GenerationResult, AIMessage]:
-        """A forced tool call: the tool is the one named, or (under "any" with several) the one
-        whose description makes the question most likely (`tools.choose_tool`). Its arguments
-        are written value by value into JSON we write (`guided_json`), or, for schemas that
-        cannot be guided, generated whole and parsed, tried again (sampled) while they do not
-        parse. The pieces are partial generations: the finished call is checked for leaks and
-        audited once, as one generation."""
-        started = time.perf_counter()
-        tools = options["tools"]
-        name = forced_tool_name(options["prefix"]) or choose_tool(last_question(conversation), tools,
-                                                                  self.engine.score_texts)
-        tool = next(t for t in tools if t["function"]["name"] == name)
-        options = {**options, "prefix": forced_call_prefix(tools, name), "partial": True}
-        parameters = tool["function"].get("parameters") or {}
-        result = (self._guided_call(conversation, options, name, parameters) if guided_json.supports(parameters)
-                  else None) or self._parsed_call(conversation, options)
-        return self._finish(conversation, result, options, started)
-
-    def _after_tool_results(self, conversation: list[dict[str, Any]], options: dict[str, Any]
-                            ) -> tuple[GenerationResult, AIMessage]:
-        """A turn after tool results. A small model copies its earlier call instead of reading
-        the result; a call that repeats one already answered is not made again: the model
-        answers instead, with the results folded into the question (`tools.fold_tool_results`)."""
-        started = time.perf_counter()
-        result = self.engine.generate(conversation, **{**options, "partial": True})
-        if repeats_answered_calls(self._message(result, options["tools"]).tool_calls, conversation):
-            result = self.engine.generate(fold_tool_results(conversation), **{**options, "tools": None,
-                                                                             "partial": True})
-        return self._finish(conversation, result, options, started)
-
-    def _finish(self, conversation: list[dict[str, Any]], result: GenerationResult, options: dict[str, Any],
-                started: float) -> tuple[GenerationResult, AIMessage]:
-        """The leak check and the one audit record of a call assembled from partial generations."""
-        result = self.engine.finish(conversation, result, started=started, private_context=options["private_context"],
-                                    canaries=options["canaries"], audit_sinks=options["audit_sinks"],
-                                    audit_fields=options["audit_fields"])
-        return result, self._message(result, options["tools"])
-
-    def _parsed_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]) -> GenerationResult:
-        tries: list[tuple[GenerationResult, AIMessage]] = []
-
-        def one_try() -> tuple[GenerationResult, AIMessage]:
-            retry = {"temperature": 0.7, "seed": len(tries)} if tries else {}
-            result = self.engine.generate(conversation, **{**options, **retry})
-            tries.append((result, self._message(result, options["tools"])))
-            return tries[-1]
-
-        retrying = Retrying(stop=stop_after_attempt(1 + self.tool_call_retries),
-                            retry=retry_if_result(lambda outcome: not outcome[1].tool_calls),
-                            retry_error_callback=lambda state: state.outcome.result())
-        return retrying(one_try)[0]
-
-    def _guided_call(self, conversation: list[dict[str, Any]], options: dict[str, Any], name: str,
-                     parameters: dict[str, Any]) -> GenerationResult | None:
-        pieces: list[GenerationResult] = []
-
-        def continue_text(text: str, stop: Sequence[str], budget: int) -> str:
-            result = self.engine.generate(conversation, **{**options, "prefix": text, "stop": list(stop),
-                                                           "max_new_tokens": min(budget, options["max_new_tokens"])})
-            pieces.append(result)
-            return result.answer[len(text):]
-
-        start = '<tool_call>{"name": ' + json.dumps(name) + ', "arguments": '
-        filled = guided_json.fill(parameters, start, continue_text)
-        if filled is None:
-            return None
-        text = filled[1] + "}</tool_call>"
-        first = pieces[0] if pieces else self.engine.generate(conversation, **{**options, "max_new_tokens": 1})
-        usage = Usage(input_tokens=first.usage.input_tokens, output_tokens=sum(p.usage.output_tokens for p in pieces),
-                      reasoning_tokens=0)
-        return first.model_copy(update={"answer": text, "reasoning": "", "usage": usage, "finish_reason": "stop"})
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
