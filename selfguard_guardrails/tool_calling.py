@@ -78,7 +78,7 @@ class ToolTurn:
         name = forced_tool_name(options["prefix"]) or choose_tool(last_question(conversation), tools,
                                                                   self.engine.score_texts)
         tool = next(t for t in tools if t.get("function", t).get("name") == name)
-        pieces = {**options, "prefix": forced_call_prefix(tools, name), "partial": True}
+        pieces = {**options, "tools": [tool], "prefix": forced_call_prefix(tools, name), "partial": True}
         parameters = tool.get("function", tool).get("parameters") or {}
         guided = self.guided and guided_json.supports(parameters)
         result = (self._guided_call(conversation, pieces, name, parameters) if guided else None
