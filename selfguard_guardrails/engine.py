@@ -34,6 +34,7 @@ from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
 from .scoring import sequence_logprobs
 from .steering import SteeringVector, steer
+from .tools import checked_tools
 from .vectors import calibration_vector, model_shape, recorded_mode, resolve_setting, resolve_vector
 
 if TYPE_CHECKING:
@@ -365,7 +366,7 @@ class SelfGuard:
                                        "use generate() for a single prompt.")
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
-                                repetition_penalty, tuple(tools or ()), prefix)
+                                repetition_penalty, checked_tools(tools), prefix)
         checked = self._prepare(conversations, resolved, options)  # validate everything before any work
         row_sinks, row_fields = _per_row(audit_sinks, audit_fields, len(conversations))
         contexts = (None if self.leaks is None or partial else
@@ -487,7 +488,7 @@ class SelfGuard:
         if isinstance(continuations, str) or not continuations or not all(continuations):
             raise InvalidSettingError("score_continuations() needs a list of non-empty strings.")
         resolved = Mode.parse(mode or self.default_mode)
-        options = DecodeOptions(1, tools=tuple(tools or ()), prefix=prefix)
+        options = DecodeOptions(1, tools=checked_tools(tools), prefix=prefix)
         self._prepare([messages], resolved, options)  # refuse bad input and over-long prompts first
         encoded = [self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
         with hold_model(self.loaded.model):
@@ -566,7 +567,7 @@ class SelfGuard:
         """
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
-                                repetition_penalty, tuple(tools or ()), prefix)
+                                repetition_penalty, checked_tools(tools), prefix)
         checked = self._prepare([messages], resolved, options)  # raise bad input now, not at first next()
         context = None if self.leaks is None else self.leaks.context_for(messages, private_context, canaries)
         return self._stream(messages, resolved, options, checked, context, tuple(audit_sinks),

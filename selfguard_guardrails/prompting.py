@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidMessagesError
+from .errors import InvalidMessagesError, InvalidSettingError
 from .tools import inline_tools, supports_tools
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -127,9 +127,14 @@ class ChatRenderer:
                   tools: Sequence[Mapping[str, Any]] | None = None) -> str:
         extra: dict[str, Any] = ({"enable_thinking": thinking}
                                  if thinking is not None and self.supports_thinking_switch else {})
-        if tools:
-            extra["tools"] = list(tools)
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
+        if not tools:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                      tools=list(tools), **extra)
+        except Exception as error:  # a template's own checks (jinja2 TemplateError, KeyError on a field)
+            raise InvalidSettingError(f"The model's chat template could not render the tools ({error}). Check "
+                                      "the tool definitions against the format the model documents.") from None
 
     def render(self, messages: list[dict[str, Any]], *, thinking: bool | None = None,
                tools: Sequence[Mapping[str, Any]] | None = None) -> str:

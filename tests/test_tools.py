@@ -168,3 +168,33 @@ def test_guided_json_picks_booleans_and_enums_by_likelihood_and_reads_numbers_le
     assert offered == [('{"nights": 3, "breakfast": ', ["true", "false"]),
                        ('{"nights": 3, "breakfast": false, "room": ', ['"single"', '"double"'])]
     assert guided_json.fill({"type": "integer"}, "", _scripted(["2.5"], [])) is None  # not a whole number
+
+
+@pytest.mark.parametrize(("tool", "match"), [
+    ({"type": "function", "function": {"description": "no name"}}, "has no name"),
+    ({"type": "function", "function": {"name": "f", "parameters": ["city"]}}, "JSON-schema object"),
+    ({"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "when": {"type": "string", "default": object()}}}}}, "cannot be written as JSON"),
+])
+def test_tools_a_model_cannot_be_shown_are_refused_with_the_reason(tool, match):
+    from selfguard_guardrails.errors import InvalidSettingError
+    from selfguard_guardrails.tools import checked_tools
+
+    with pytest.raises(InvalidSettingError, match=match):
+        checked_tools([WEATHER, tool])
+    assert checked_tools(None) == () and checked_tools([WEATHER]) == (WEATHER,)
+
+
+def test_a_template_that_rejects_the_tools_is_a_clear_error_not_a_jinja_trace(smollm_tokenizer):
+    import copy
+
+    from selfguard_guardrails.errors import InvalidSettingError
+    from selfguard_guardrails.prompting import ChatRenderer
+
+    tokenizer = copy.deepcopy(smollm_tokenizer)
+    tokenizer.chat_template = ("{% if tools %}{{ raise_exception('tools need a description') }}{% endif %}"
+                               "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    renderer = ChatRenderer(tokenizer)
+    assert renderer.supports_tools
+    with pytest.raises(InvalidSettingError, match=r"could not render the tools.*tools need a description"):
+        renderer.render([{"role": "user", "content": "hi"}], tools=[WEATHER])
