@@ -18,6 +18,7 @@ from selfguard_guardrails.audit import read_audit_log
 from selfguard_guardrails.errors import InvalidMessagesError
 from selfguard_guardrails.integrations.langchain import ChatSelfGuard
 from selfguard_guardrails.integrations.langchain_audit import SelfGuardAuditHandler
+from tests.engine_spy import EngineSpy
 
 CANARY = "CANARY-5521-otter"
 
@@ -65,33 +66,16 @@ def test_unsupported_messages_are_refused_with_the_reason(engine):
         model.invoke([image])
 
 
-class _CountingEngine:
-    """The shared engine, counting `batch` calls (each `generate` is one too)."""
-
-    def __init__(self, engine: SelfGuard) -> None:
-        self.engine, self.batches = engine, []
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def batch(self, conversations, **options):
-        self.batches.append(len(conversations))
-        return self.engine.batch(conversations, **options)
-
-    def generate(self, messages, **options):
-        return self.batch([messages], **options)[0]
-
-
 QUESTIONS = ["Name a colour.", "What is the capital of Italy?", "Say hello in French."]
 
 
 def test_batch_is_one_engine_batch_with_one_langchain_run_per_input(engine, tmp_path):
-    counting = _CountingEngine(engine)
+    counting = EngineSpy(engine)
     model = ChatSelfGuard(engine=counting, max_tokens=16)  # type: ignore[arg-type]
     handler = SelfGuardAuditHandler(tmp_path / "audit.jsonl")
     configs = [{"callbacks": [handler], "tags": [f"q{i}"]} for i in range(len(QUESTIONS))]
     batched = model.batch(QUESTIONS, configs)
-    assert counting.batches == [len(QUESTIONS)]
+    assert counting.sizes == [len(QUESTIONS)]
     one_by_one = [model.invoke(q) for q in QUESTIONS]  # greedy: a padded row decodes as it would alone
     assert [m.content for m in batched] == [m.content for m in one_by_one]
     records = read_audit_log(tmp_path / "audit.jsonl")
@@ -100,10 +84,10 @@ def test_batch_is_one_engine_batch_with_one_langchain_run_per_input(engine, tmp_
 
 
 async def test_abatch_is_one_engine_batch_too(engine):
-    counting = _CountingEngine(engine)
+    counting = EngineSpy(engine)
     model = ChatSelfGuard(engine=counting, max_tokens=8)  # type: ignore[arg-type]
     replies = await model.abatch(QUESTIONS[:2])
-    assert counting.batches == [2] and all(isinstance(r.content, str) and r.content for r in replies)
+    assert counting.sizes == [2] and all(isinstance(r.content, str) and r.content for r in replies)
 
 
 WEATHER_AND_CALCULATOR = [

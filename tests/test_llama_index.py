@@ -28,6 +28,7 @@ from selfguard_guardrails.integrations.llama_index_audit import (
     SelfGuardLeakEvent,
     SelfGuardSteeringEvent,
 )
+from tests.engine_spy import EngineSpy
 
 CANARY = "CANARY-7310-lynx"
 QUESTION = [ChatMessage(role="user", content="Name two planets of the solar system.")]
@@ -45,7 +46,7 @@ def llm(engine) -> SelfGuardLLM:
 
 def test_construction_is_instant_and_metadata_comes_from_the_model(engine):
     lazy = SelfGuardLLM(max_new_tokens=32, temperature=0.5)
-    assert lazy._engine is None  # nothing loaded until used
+    assert not lazy._slot.loaded  # nothing loaded until used
     metadata = SelfGuardLLM(engine=engine, max_new_tokens=32).metadata
     assert metadata.context_window == engine.loaded.context_window and metadata.num_output == 32
     assert metadata.is_chat_model and metadata.is_function_calling_model
@@ -219,20 +220,6 @@ def test_events_are_in_the_llm_span_and_records_carry_the_span_ids(engine, tmp_p
     assert CANARY not in (tmp_path / "audit.jsonl").read_text()
 
 
-class _Recorder:
-    """The shared engine, recording the options of every generation."""
-
-    def __init__(self, engine: SelfGuard) -> None:
-        self.engine, self.calls = engine, []
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def generate(self, messages, **options):
-        self.calls.append(options)
-        return self.engine.generate(messages, **options)
-
-
 @pytest.fixture(scope="module")
 def embeddings():
     pytest.importorskip("llama_index.embeddings.huggingface")
@@ -252,7 +239,7 @@ def test_retrieved_nodes_become_the_private_context_of_the_query(engine, embeddi
 
     from selfguard_guardrails.integrations.llama_index_rag import PrivateContextPostprocessor, clear_private_context
 
-    recorder = _Recorder(engine)
+    recorder = EngineSpy(engine)
     llm = SelfGuardLLM(engine=recorder, max_new_tokens=16)  # type: ignore[arg-type]
     index = VectorStoreIndex.from_documents([Document(text=PRIVATE_NOTE, metadata={"private": True}),
                                              Document(text=PUBLIC_NOTE, metadata={"private": False})],
@@ -263,9 +250,9 @@ def test_retrieved_nodes_become_the_private_context_of_the_query(engine, embeddi
         query_engine.query("What is the vault passphrase?")
     finally:
         clear_private_context()
-    assert recorder.calls and sorted(recorder.calls[-1]["private_context"]) == sorted(protected)
+    assert recorder.batches and sorted(recorder.batches[-1][1]["private_context"]) == sorted(protected)
     llm.complete("Say hi.")
-    assert recorder.calls[-1]["private_context"] is None  # cleared: nothing protected outside the query
+    assert recorder.batches[-1][1]["private_context"] is None  # cleared: nothing protected outside the query
 
 
 def test_an_empty_index_answers_without_calling_the_model(engine, embeddings):
@@ -273,9 +260,9 @@ def test_an_empty_index_answers_without_calling_the_model(engine, embeddings):
 
     from selfguard_guardrails.integrations.llama_index_rag import PrivateContextPostprocessor, retrieved_private_context
 
-    recorder = _Recorder(engine)
+    recorder = EngineSpy(engine)
     llm = SelfGuardLLM(engine=recorder, max_new_tokens=16)  # type: ignore[arg-type]
     query_engine = VectorStoreIndex.from_documents([], embed_model=embeddings).as_query_engine(
         llm=llm, node_postprocessors=[PrivateContextPostprocessor()])
     assert str(query_engine.query("What is the vault passphrase?")) == "Empty Response"
-    assert recorder.calls == [] and retrieved_private_context() == ()
+    assert recorder.batches == [] and retrieved_private_context() == ()

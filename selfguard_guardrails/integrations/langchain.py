@@ -12,7 +12,6 @@ record of each generation carries LangChain's run ids (see `SelfGuardAuditHandle
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -34,6 +33,7 @@ from ..tools import (
     forced_call_prefix,
     parse_tool_calls,
 )
+from .engine_slot import EngineSlot
 from .langchain_audit import SelfGuardAuditHandler, run_context
 from .langchain_messages import metadata_of, to_engine_messages, usage_of
 
@@ -60,20 +60,17 @@ class ChatSelfGuard(BaseChatModel):
                                     "fills only the values (False: generate the whole call, parse, retry)")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="passed to SelfGuard.from_pretrained: "
                                            "leak_policy, canaries, audit, threads, dtype, vector, ...")
-    _engine: SelfGuard | None = PrivateAttr(default=None)
-    _engine_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _slot: EngineSlot = PrivateAttr(default_factory=EngineSlot)
 
     def __init__(self, *, engine: SelfGuard | None = None, **data: Any) -> None:
         super().__init__(**data)
-        self._engine = engine
+        self._slot = EngineSlot(engine)
 
     @property
     def engine(self) -> SelfGuard:
         """The engine, loaded on first use (or the one given)."""
-        with self._engine_lock:
-            if self._engine is None:
-                self._engine = SelfGuard.from_pretrained(self.model_name, progress=False, **self.engine_options)
-            return self._engine
+        return self._slot.get(lambda: SelfGuard.from_pretrained(self.model_name, progress=False,
+                                                                **self.engine_options))
 
     @property
     def _llm_type(self) -> str:

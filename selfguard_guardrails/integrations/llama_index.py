@@ -44,6 +44,7 @@ from ..errors import InvalidSettingError
 from ..results import GenerationResult, StreamPiece
 from ..tool_calling import ToolTurn, tool_options
 from ..tools import parse_tool_calls
+from .engine_slot import EngineSlot
 from .llama_index_audit import audit_handlers, current_span_id, generation_events
 from .llama_index_messages import assistant_message, details_of, to_engine_messages, usage_of
 from .llama_index_rag import retrieved_private_context
@@ -68,12 +69,11 @@ class SelfGuardLLM(FunctionCallingLLM):
     guided_tool_calls: bool = Field(default=True, description="write a forced call's JSON, the model fills values")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="passed to SelfGuard.from_pretrained: "
                                            "leak_policy, canaries, audit, threads, dtype, vector, ...")
-    _engine: SelfGuard | None = PrivateAttr(default=None)
-    _engine_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _slot: EngineSlot = PrivateAttr(default_factory=EngineSlot)
 
     def __init__(self, *, engine: SelfGuard | None = None, **data: Any) -> None:
         super().__init__(**data)
-        self._engine = engine
+        self._slot = EngineSlot(engine)
 
     @classmethod
     def class_name(cls) -> str:
@@ -82,10 +82,8 @@ class SelfGuardLLM(FunctionCallingLLM):
     @property
     def engine(self) -> SelfGuard:
         """The engine, loaded on first use (or the one given)."""
-        with self._engine_lock:
-            if self._engine is None:
-                self._engine = SelfGuard.from_pretrained(self.model_name, progress=False, **self.engine_options)
-            return self._engine
+        return self._slot.get(lambda: SelfGuard.from_pretrained(self.model_name, progress=False,
+                                                                **self.engine_options))
 
     @property
     def metadata(self) -> LLMMetadata:
