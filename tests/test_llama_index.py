@@ -266,3 +266,18 @@ def test_an_empty_index_answers_without_calling_the_model(engine, embeddings):
         llm=llm, node_postprocessors=[PrivateContextPostprocessor()])
     assert str(query_engine.query("What is the vault passphrase?")) == "Empty Response"
     assert recorder.batches == [] and retrieved_private_context() == ()
+
+
+async def test_concurrent_async_calls_are_serialised_and_each_gets_its_own_answer(llm):
+    import asyncio
+
+    questions = ["Name a colour.", "Name a fruit.", "Name an ocean."]
+    alone = [llm.chat([ChatMessage(role="user", content=q)]).message.content for q in questions]
+    stream = await llm.astream_chat([ChatMessage(role="user", content=questions[0])])  # holds the engine
+
+    async def streamed() -> str:
+        return "".join([c.delta async for c in stream])
+
+    together = await asyncio.gather(streamed(), *(llm.achat([ChatMessage(role="user", content=q)])
+                                                  for q in questions[1:]))
+    assert [together[0], *(r.message.content for r in together[1:])] == alone
