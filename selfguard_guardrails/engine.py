@@ -489,12 +489,13 @@ class SelfGuard:
             raise InvalidSettingError("score_continuations() needs a list of non-empty strings.")
         resolved = Mode.parse(mode or self.default_mode)
         options = DecodeOptions(1, tools=checked_tools(tools), prefix=prefix)
-        self._prepare([messages], resolved, options)  # refuse bad input and over-long prompts first
+        prepared = self._prepare([messages], resolved, options)  # refuse bad input and over-long prompts first
         encoded = [self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
         with hold_model(self.loaded.model):
             scores = self._awareness_scores([messages], resolved)
             effective = self._effective_mode(resolved, scores, 0)
-            prepared = self._prepare([messages], effective, options)
+            if effective is not resolved:
+                prepared = self._prepare([messages], effective, options)
             prompt = prepared.input_ids[0, -int(prepared.prompt_lengths[0]):].tolist()
             prepared.prompt_lengths = torch.full((len(encoded),), len(prompt))
             with self._session(effective, prepared, self._options_for(effective, options)):
