@@ -172,7 +172,7 @@ def record_for(result: Any, messages: Any, *, latency_seconds: float, model_fing
         model=result.model, model_fingerprint=model_fingerprint, mode=result.mode,
         steering_layers=None if steering is None else list(steering.layers),
         steering_strength=None if steering is None else steering.strength,
-        awareness=awareness, gate_fired=None if awareness is None else awareness >= 0,
+        awareness=awareness, gate_fired=result.gate_fired,
         prompt_hash=prompt_hash(messages), input_tokens=result.usage.input_tokens,
         output_tokens=result.usage.output_tokens, reasoning_tokens=result.usage.reasoning_tokens,
         findings=[] if report is None else list(report.findings), action="none" if report is None else report.action,

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("selfguard_guardrails.cli")
 
 # Kept literal so that parsing arguments does not import torch; tests check it against `Mode`.
-MODES = ("plain", "prompt", "steer", "self-guard")
-SCOPES = ("all", "generated")
+MODES = ("plain", "prompt", "steer", "self-guard", "guarded")
+SCOPES = ("all", "generated", "answer")
 PROBE_METHODS = ("logistic", "mean_difference")
 METHODS = ("mean_difference", "pca")
 DEMO_RESOURCE = "demo.json"
@@ -158,13 +158,21 @@ def _common_options() -> argparse.ArgumentParser:
                           help="decoder layers to steer, e.g. 18,19,20 or 18-20")
     steering.add_argument("--strength", type=_finite_float("--strength"), metavar="LAMBDA",
                           help="steering strength λ, e.g. 0.6")
-    steering.add_argument("--no-gate", action="store_true",
-                          help="apply Self-Guard to every prompt, not only those the awareness probe flags")
-    steering.add_argument("--scope", choices=SCOPES, help="steer all positions or generated tokens only "
-                          "(default: the setting in the vector file, else generated)")
+    steering.add_argument("--gate-strength", type=_finite_float("--gate-strength"), metavar="LAMBDA",
+                          help="guarded mode: λ when the awareness gate fires (default: the vector file's, else "
+                               "the steering λ)")
+    steering.add_argument("--below-gate", choices=("plain", "prompt"),
+                          help="guarded mode: how prompts the gate does not flag run (default: the vector file's, "
+                               "else plain)")
+    steering.add_argument("--soft-gate", type=_finite_float("--soft-gate", minimum=0), metavar="WIDTH",
+                          help="guarded mode: λ grows from 0 at the threshold to full at WIDTH probe units above "
+                               "it (default: a hard gate)")
+    steering.add_argument("--scope", choices=SCOPES, help="steer all positions, generated tokens only, or the "
+                          "last prompt token and the generated ones (answer); default: the setting in the vector "
+                          "file, else generated")
     steering.add_argument("--steer-tokens", type=_int_at_least("--steer-tokens", 1), metavar="N",
-                          help="steer only the first N generated tokens (scope generated; default: the vector "
-                               "file's setting, else all)")
+                          help="steer only the first N generated tokens (scopes generated and answer; default: "
+                               "the vector file's setting, else all)")
     steering.add_argument("--repetition-penalty", type=_finite_float("--repetition-penalty", minimum=1),
                           metavar="X", help="penalise tokens a steered answer already used, e.g. 1.15 (1: off; "
                                             "default: the vector file's setting, else 1)")
@@ -212,8 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("prompt", nargs="?", help="the prompt (or - for stdin)")
     generate.add_argument("--input", "-i", metavar="FILE",
                           help="prompt file: .txt (one per line), .jsonl or .json with a 'prompt' field")
-    generate.add_argument("--mode", choices=MODES, default="self-guard",
-                          help="plain, prompt (safety prompt only), steer (vector only), self-guard (both; default)")
+    generate.add_argument("--mode", choices=MODES,
+                          help="plain, prompt (safety prompt only), steer (vector only), self-guard (both), guarded "
+                               "(both, where the awareness probe flags the prompt); default: the vector file's "
+                               "calibrated mode, else guarded with a probe and self-guard without")
     _generation_options(generate, max_new_tokens=256)
     generate.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=8, metavar="N",
                           help="prompts per batch for a file (default 8)")
@@ -224,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", parents=[common], help="interactive chat (/reset, /mode NAME, /quit)",
                                description="Chat with the model; the conversation is kept until /reset. "
                                            "Commands: /reset, /mode NAME, /help, /quit (or Ctrl-D).")
-    chat.add_argument("--mode", choices=MODES, default="self-guard", help="starting mode (default self-guard)")
+    chat.add_argument("--mode", choices=MODES, help="starting mode (default: as for generate)")
     chat.add_argument("--system", metavar="TEXT", help="your own system message (comes after the safety text)")
     _generation_options(chat, max_new_tokens=256)
     chat.set_defaults(func=cmd_chat)
@@ -295,9 +305,9 @@ def _steering_overrides(args: argparse.Namespace) -> bool:
                                                args.repetition_penalty))
 
 
-def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGuard:
+def load_engine(args: argparse.Namespace, *, mode: str | None = None) -> SelfGuard:
     """Load the model named by the common options and wrap it in an engine with the steering asked for."""
-    from .config import SteeringSetting
+    from .config import GateSetting, SteeringSetting
     from .engine import SelfGuard
     from .layers import validate_layers
     from .model import load_model
@@ -307,18 +317,24 @@ def load_engine(args: argparse.Namespace, *, mode: str = "self-guard") -> SelfGu
     loaded = load_model(args.model, dtype=args.dtype, device=args.device, threads=args.threads,
                         cache_dir=args.cache_dir, allow_download=args.allow_download, progress=not args.quiet)
     options: dict[str, Any] = {"mode": mode, "thinking": _thinking(args), "think_in_tags": args.think_in_tags,
-                               "gate": False if args.no_gate else None, "cache_dir": args.cache_dir,
-                               "progress": not args.quiet}
+                               "cache_dir": args.cache_dir, "progress": not args.quiet}
     engine = SelfGuard(loaded, vector=vector, **options)
     if vector is not None:
         engine.vector  # noqa: B018 - checks now that the vector fits this model
+    if any(value is not None for value in (args.gate_strength, args.below_gate, args.soft_gate)):
+        recorded = engine.gate
+        options["gate"] = GateSetting(
+            strength=args.gate_strength if args.gate_strength is not None else recorded.strength,
+            below=args.below_gate or recorded.below,
+            soft_width=args.soft_gate if args.soft_gate is not None else recorded.soft_width, source="command line")
+        engine.use_gate(options["gate"])
     if args.layers is not None:
         validate_layers(args.layers, engine.num_layers)
     if not _steering_overrides(args):
         return engine
     base = None if args.layers is not None and args.strength is not None else engine.setting
     scope = args.scope or (base.scope if base is not None else "generated")
-    kept_tokens = base.max_tokens if base is not None and scope == "generated" else None
+    kept_tokens = base.max_tokens if base is not None and scope != "all" else None
     setting = SteeringSetting(
         layers=tuple(args.layers if args.layers is not None else base.layers),
         strength=args.strength if args.strength is not None else base.strength,
@@ -430,6 +446,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         out = stack.enter_context(_open_output(args.out)) if args.out else None
         engine = load_engine(args, mode=args.mode)
+        args.mode = args.mode or engine.default_mode.value
         if args.input is None and not args.json and out is None:
             _stream_answer(engine, prompts[0], mode=args.mode, options=options)
             return 0
@@ -485,24 +502,21 @@ def _answer_block(label: str, result: GenerationResult, *, width: int = 100, lim
 def cmd_demo(args: argparse.Namespace) -> int:
     items = _load_demo_prompts()
     prompts = [prompt for _, prompt in items]
-    engine = load_engine(args, mode="self-guard")
+    engine = load_engine(args)
+    guarded = engine.default_mode.value
+    modes = ("plain", guarded)
     runs: dict[str, tuple[list[GenerationResult], float]] = {}
-    for mode in ("plain", "self-guard"):
+    for mode in modes:
         logger.info("Answering %d prompts in %s mode", len(prompts), mode)
         started = time.perf_counter()
         results = engine.batch(prompts, mode=mode, max_new_tokens=args.max_new_tokens, temperature=0.0)
         runs[mode] = (results, time.perf_counter() - started)
 
-    setting = engine.setting
-    lines = [
-        f"Self-Guard demo: {engine.loaded.name}, greedy, up to {args.max_new_tokens} new tokens",
-        f"self-guard = safety prompt + steering on layers {format_layers(setting.layers)} "
-        f"(λ {setting.strength:g}, scope {setting.scope}, {setting.source})",
-        "",
-    ]
+    lines = [f"Self-Guard demo: {engine.loaded.name}, greedy, up to {args.max_new_tokens} new tokens",
+             f"{guarded} = {describe_mode(engine, guarded)}", ""]
     for index, (label, prompt) in enumerate(items):
         lines.append(f"{index + 1}. [{label}] {_shorten(prompt, 110)}")
-        for mode in ("plain", "self-guard"):
+        for mode in modes:
             lines.append(_answer_block(f"{mode}:", runs[mode][0][index]))
         lines.append("")
 
@@ -512,13 +526,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     lines.append(
         f"Summary: refusals (keyword judge on the opening) to harmful prompts: plain {count('plain', 'harmful')}, "
-        f"self-guard {count('self-guard', 'harmful')}; to benign prompts: plain {count('plain', 'benign')}, "
-        f"self-guard {count('self-guard', 'benign')}. Time: plain {runs['plain'][1]:.1f} s, "
-        f"self-guard {runs['self-guard'][1]:.1f} s."
+        f"{guarded} {count(guarded, 'harmful')}; to benign prompts: plain {count('plain', 'benign')}, "
+        f"{guarded} {count(guarded, 'benign')}. Time: plain {runs['plain'][1]:.1f} s, "
+        f"{guarded} {runs[guarded][1]:.1f} s."
     )
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
     return 0
+
+
+def describe_mode(engine: SelfGuard, mode: str) -> str:
+    """One line on what a mode applies, with the engine's layers and λ."""
+    setting = engine.setting
+    steering = (f"steering on layers {format_layers(setting.layers)} (λ {{strength:g}}, scope {setting.scope}, "
+                f"{setting.source})")
+    if mode == "guarded":
+        gate = engine.gate
+        probe = engine.vector.probe
+        fired = steering.format(strength=gate.strength if gate.strength is not None else setting.strength)
+        return (f"safety prompt + {fired} where the awareness probe (layer {probe.layer}) flags the prompt, "  # type: ignore[union-attr]
+                f"{gate.below} elsewhere")
+    parts = {"plain": "no safety text, no steering", "prompt": "safety prompt only",
+             "steer": steering.format(strength=setting.strength),
+             "self-guard": "safety prompt + " + steering.format(strength=setting.strength)}
+    return parts[mode]
 
 
 _CHAT_HELP = "commands: /reset (forget the conversation), /mode NAME (" + ", ".join(MODES) + "), /help, /quit"
@@ -528,7 +559,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from .config import Mode
 
     engine = load_engine(args, mode=args.mode)
-    mode = args.mode
+    mode = args.mode or engine.default_mode.value
     options = _generation_kwargs(args)
     system = [{"role": "system", "content": args.system}] if args.system else []
     history: list[dict[str, str]] = []
@@ -673,9 +704,12 @@ def cmd_info(args: argparse.Namespace) -> int:
                         if steering.get("repetition_penalty", 1) != 1 else "")
                      + f" ({steering['source']})"),
         ("vector norms", norms or "-"),
-        ("awareness gate", (f"on, {gate['probe_method']} probe at layer {gate['probe_layer']} "
-                            f"(held-out AUC {gate['probe_auc']})"
-                            if (gate := info["gate"])["on"] else "off")),
+        ("awareness gate", (f"{gate['probe_method']} probe at layer {gate['probe_layer']} "
+                            f"(held-out AUC {gate['probe_auc']}); guarded: λ {gate['strength']:g} when it fires, "
+                            f"{gate['below']} below"
+                            + (f", soft over {gate['soft_width']:g}" if gate["soft_width"] else "")
+                            + f" ({gate['source']})"
+                            if (gate := info["gate"])["probe"] else "none (no probe: guarded mode unavailable)")),
         ("leak checks", (", ".join(f"{kind} {action}" for kind, action in info["leakage"]["policy"].items())
                          if info["leakage"]["checks"] else "off")),
         ("torch threads", info["torch_threads"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Literal
 
 from .decoding import check_repetition_penalty
 from .errors import InvalidSettingError
@@ -11,20 +12,28 @@ from .steering import SCOPES, Scope, check_max_tokens, check_strength
 
 
 class Mode(str, Enum):
-    """Which half of Self-Guard to apply: neither, the prompt, the vector, or both."""
+    """Which half of Self-Guard to apply: neither, the prompt, the vector, both, or both only
+    where the model's own awareness probe reads the request as harmful (`guarded`)."""
 
     PLAIN = "plain"
     PROMPT = "prompt"
     STEER = "steer"
     SELF_GUARD = "self-guard"
+    GUARDED = "guarded"
 
     @property
     def uses_prompt(self) -> bool:
-        return self in (Mode.PROMPT, Mode.SELF_GUARD)
+        """Whether the safety prompt is added (for `guarded`: when the gate fires)."""
+        return self in (Mode.PROMPT, Mode.SELF_GUARD, Mode.GUARDED)
 
     @property
     def uses_steering(self) -> bool:
-        return self in (Mode.STEER, Mode.SELF_GUARD)
+        """Whether the vector is added (for `guarded`: when the gate fires)."""
+        return self in (Mode.STEER, Mode.SELF_GUARD, Mode.GUARDED)
+
+    @property
+    def gated(self) -> bool:
+        return self is Mode.GUARDED
 
     @classmethod
     def parse(cls, value: str | Mode) -> Mode:
@@ -55,6 +64,43 @@ class SteeringSetting:
             raise InvalidSettingError(f"Unknown steering scope {self.scope!r}: use one of {', '.join(SCOPES)}.")
         check_max_tokens(self.max_tokens, self.scope)
         object.__setattr__(self, "repetition_penalty", check_repetition_penalty(self.repetition_penalty))
+
+
+BelowGate = Literal["plain", "prompt"]
+
+
+@dataclass(frozen=True)
+class GateSetting:
+    """What `guarded` mode does on each side of the awareness probe's threshold.
+
+    Above it, Self-Guard runs with `strength` (None: the steering setting's λ) on the steering
+    setting's layers and scope: the gate keeps benign prompts away from steering, so λ can be
+    stronger than ungated Self-Guard affords. Below it, the prompt runs `below` (plain, or with
+    the safety prompt only). `soft_width` makes the gate soft: λ grows linearly from 0 at the
+    threshold to `strength` at `soft_width` probe units above it (None: full λ once it fires).
+    """
+
+    strength: float | None = None
+    below: BelowGate = "plain"
+    soft_width: float | None = None
+    source: str = field(default="default", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.strength is not None:
+            object.__setattr__(self, "strength", check_strength(self.strength))
+        if self.below not in ("plain", "prompt"):
+            raise InvalidSettingError(f"Below the gate a prompt runs 'plain' or 'prompt', got {self.below!r}.")
+        if self.soft_width is not None and not (isinstance(self.soft_width, (int, float)) and self.soft_width > 0):
+            raise InvalidSettingError(f"soft_width is a positive number of probe units (or None for a hard gate), "
+                                      f"got {self.soft_width!r}.")
+
+    def strength_for(self, setting: SteeringSetting, score: float) -> float:
+        """λ for a prompt whose probe score (minus the threshold) is `score` >= 0."""
+        full = setting.strength if self.strength is None else self.strength
+        return full if self.soft_width is None else full * min(1.0, score / self.soft_width)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"strength": self.strength, "below": self.below, "soft_width": self.soft_width}
 
 
 # From a prototype on the embedded SmolLM2-135M (30 layers): λ 0.6 on layers 18-20 with the

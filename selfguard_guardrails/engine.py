@@ -7,6 +7,7 @@ being iterated, and releases it (and the hooks) as soon as the caller stops.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from .audit import AuditLog, AuditSink, audit_log, record_for
-from .config import DEFAULT_MAX_NEW_TOKENS, Mode, SteeringSetting
+from .config import DEFAULT_MAX_NEW_TOKENS, GateSetting, Mode, SteeringSetting
 from .decoding import DecodeClock, DecodeOptions, Decoder
 from .errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
 from .extraction import extract_steering_vector, last_token_activations
@@ -35,7 +36,7 @@ from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Us
 from .scoring import sequence_logprobs
 from .steering import SteeringVector, steer
 from .tools import checked_tools
-from .vectors import calibration_vector, model_shape, recorded_mode, resolve_setting, resolve_vector
+from .vectors import calibration_vector, model_shape, recorded_mode, resolve_gate, resolve_setting, resolve_vector
 
 if TYPE_CHECKING:
     from .leakage.scanner import LeakContext
@@ -49,6 +50,14 @@ class _Prepared:
     attention_mask: torch.Tensor
     prompt_lengths: torch.Tensor
     opens_think: list[bool]
+
+
+@dataclass(frozen=True)
+class _Route:
+    """How one prompt runs: its effective mode and, where the gate fired, its λ."""
+
+    mode: Mode
+    strength: float | None = None
 
 
 def _drain(pieces: Generator[StreamPiece, None, GenerationResult]) -> GenerationResult:
@@ -92,7 +101,7 @@ class SelfGuard:
         mode: Mode | str | None = None,
         thinking: bool | None = None,
         think_in_tags: bool = False,
-        gate: bool | None = None,
+        gate: GateSetting | Mapping[str, Any] | None = None,
         leak_policy: LeakPolicy | Mapping[str, Any] | str | None = None,
         leak_checks: bool = True,
         canaries: Sequence[str] = (),
@@ -105,7 +114,7 @@ class SelfGuard:
         self.leaks = LeakGuard(LeakPolicy.parse(leak_policy), canaries=canaries) if leak_checks else None
         self.audit = audit_log(audit, on_failure=audit_failure)
         self.audit_failure = audit_failure
-        self.gate = gate
+        self._explicit_gate = GateSetting(**gate, source="given") if isinstance(gate, Mapping) else gate
         self.safety_prompt = safety_prompt or SafetyPrompt()
         self._mode = None if mode is None else Mode.parse(mode)
         self.thinking = thinking
@@ -182,9 +191,23 @@ class SelfGuard:
         return self._setting
 
     @property
+    def gate(self) -> GateSetting:
+        """What `guarded` mode does above and below the probe's threshold: given, else the
+        vector file's, else full λ of the steering setting above and plain below."""
+        return resolve_gate(self._explicit_gate, self.vector)
+
+    def use_gate(self, gate: GateSetting | None) -> GateSetting | None:
+        """Gate with `gate` from now on (None: back to the vector file's or the default).
+        Returns the explicit gate setting it replaces."""
+        previous, self._explicit_gate = self._explicit_gate, gate
+        return previous
+
+    @property
     def default_mode(self) -> Mode:
-        """The mode given, else the one calibration recorded in the vector file, else self-guard."""
-        return self._mode or recorded_mode(self.vector) or Mode.SELF_GUARD
+        """The mode given, else the one calibration recorded in the vector file, else `guarded`
+        when the vector has an awareness probe and `self-guard` when it has none."""
+        return self._mode or recorded_mode(self.vector) or (
+            Mode.GUARDED if self.vector.probe is not None else Mode.SELF_GUARD)
 
     def use_vector(self, vector: SteeringVector) -> SteeringVector:
         """Steer (and gate) with `vector` from now on; it must fit the model. Returns the one it replaces."""
@@ -228,9 +251,11 @@ class SelfGuard:
             "steering": {"layers": list(setting.layers), "strength": setting.strength, "scope": setting.scope,
                          "max_tokens": setting.max_tokens, "repetition_penalty": setting.repetition_penalty,
                          "source": setting.source},
-            "gate": {"on": self.gated, "probe_method": probe.method, "probe_layer": probe.layer,
-                     "probe_auc": round(probe.auc, 4)}
-            if (probe := vector.probe) is not None else {"on": False},
+            "gate": {"probe": True, "probe_method": probe.method, "probe_layer": probe.layer,
+                     "probe_auc": round(probe.auc, 4), "threshold": round(probe.threshold, 4),
+                     **self.gate.as_dict(), "strength": self.gate.strength_for(setting, math.inf),
+                     "source": self.gate.source}
+            if (probe := vector.probe) is not None else {"probe": False},
             "leakage": {"checks": self.leaks is not None,
                         "policy": dict(self.leaks.policy.actions) if self.leaks is not None else {},
                         "audit_sinks": [type(s).__name__ for s in self.audit.sinks] if self.audit else []},
@@ -273,22 +298,27 @@ class SelfGuard:
 
     @contextmanager
     def _session(self, mode: Mode, prepared: _Prepared, options: DecodeOptions,
-                 setting: SteeringSetting | None = None) -> Iterator[SteeringApplied | None]:
-        """The steering hooks, for steered modes, for one decode (the caller holds the model)."""
+                 setting: SteeringSetting | None = None,
+                 strengths: Sequence[float] | None = None) -> Iterator[list[SteeringApplied | None]]:
+        """The steering hooks, for steered modes, for one decode (the caller holds the model);
+        what was applied to each row (`strengths`: one λ per row, the soft gate's)."""
+        rows = len(prepared.prompt_lengths)
         with ExitStack() as stack:
-            applied = None
-            if mode.uses_steering:
-                vector, setting = self.vector, setting or self.setting
-                vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
-                                  fingerprint=self.loaded.fingerprint)
-                stack.enter_context(steer(self.loaded.model, vector, strength=setting.strength,
-                                          layers=setting.layers, scope=setting.scope,
-                                          prompt_lengths=prepared.prompt_lengths, max_tokens=setting.max_tokens))
-                applied = SteeringApplied(layers=list(setting.layers), strength=setting.strength,
-                                          scope=setting.scope, method=vector.method,
-                                          vector_fingerprint=vector.model_fingerprint, max_tokens=setting.max_tokens,
-                                          repetition_penalty=options.repetition_penalty)
-            yield applied
+            if not mode.uses_steering:
+                yield [None] * rows
+                return
+            vector, setting = self.vector, setting or self.setting
+            vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
+                              fingerprint=self.loaded.fingerprint)
+            per_row = list(strengths) if strengths is not None else [setting.strength] * rows
+            stack.enter_context(steer(self.loaded.model, vector,
+                                      strength=setting.strength if strengths is None else per_row,
+                                      layers=setting.layers, scope=setting.scope,
+                                      prompt_lengths=prepared.prompt_lengths, max_tokens=setting.max_tokens))
+            yield [SteeringApplied(layers=list(setting.layers), strength=strength, scope=setting.scope,
+                                   method=vector.method, vector_fingerprint=vector.model_fingerprint,
+                                   max_tokens=setting.max_tokens, repetition_penalty=options.repetition_penalty)
+                   for strength in per_row]
 
     # -- turning tokens into results ------------------------------------------------------
     def _visible_text(self, ids: Sequence[int]) -> str:
@@ -349,7 +379,8 @@ class SelfGuard:
     ) -> list[GenerationResult]:
         """Generate for several prompts in one left-padded batch (one forward pass per step).
 
-        With the awareness gate on, prompts the probe does not flag run as `plain` in a second batch.
+        In `guarded` mode the awareness probe reads every prompt first; prompts it flags run as
+        Self-Guard with the gate's λ, the others as the gate's `below` mode, in separate sub-batches.
         Every result is checked for leaks (`private_context` and `canaries` add to what is
         protected) and written to the audit log, one record per prompt (`audit_sinks` get the
         same record for this call only, and `audit_fields` go into its context: how an adapter's
@@ -373,14 +404,17 @@ class SelfGuard:
                     [self.leaks.context_for(c, private_context, canaries) for c in conversations])
         with hold_model(self.loaded.model):
             scores = self._awareness_scores(conversations, resolved)
+            routes = self._routes(resolved, scores, len(conversations))
             groups: dict[Mode, list[int]] = {}
-            for row in range(len(conversations)):
-                groups.setdefault(self._effective_mode(resolved, scores, row), []).append(row)
+            for row, route in enumerate(routes):
+                groups.setdefault(route.mode, []).append(row)
             results: list[GenerationResult | None] = [None] * len(conversations)
             for effective, rows in groups.items():
                 subset = [conversations[r] for r in rows]
-                reuse = checked if effective is resolved and len(rows) == len(conversations) else None
-                for row, result in zip(rows, self._decode_batch(subset, effective, options, reuse), strict=True):
+                same_text = effective.uses_prompt == resolved.uses_prompt and len(rows) == len(conversations)
+                decoded = self._decode_batch(subset, effective, options, checked if same_text else None,
+                                             *self._group_steering([routes[r] for r in rows]))
+                for row, result in zip(rows, decoded, strict=True):
                     results[row] = result.model_copy(update={
                         "mode": resolved.value, "awareness": None if scores is None else scores[row]})
             if self.leaks is not None and contexts is not None:
@@ -411,10 +445,10 @@ class SelfGuard:
 
     def _regenerator(self, messages: Messages, requested: Mode, options: DecodeOptions,
                      ) -> Callable[[int], GenerationResult]:
-        """Tries for the `regenerate` policy: Self-Guard (both halves, gate or not) with λ raised
-        by the policy's step for each try."""
+        """Tries for the `regenerate` policy: Self-Guard (both halves, whatever the gate said) with
+        λ raised by the policy's step for each try, from the gated λ in `guarded` mode."""
         def regenerate(attempt: int) -> GenerationResult:
-            base = self.setting
+            base = self._gated_setting() if requested.gated else self.setting
             step = self.leaks.policy.strength_step if self.leaks is not None else 0.0
             setting = replace(base, strength=base.strength + step * (attempt - 1), source="leak policy")
             result = self._decode_batch([messages], Mode.SELF_GUARD, options, setting=setting)[0]
@@ -439,7 +473,7 @@ class SelfGuard:
 
     def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
                       prepared: _Prepared | None = None, setting: SteeringSetting | None = None,
-                      ) -> list[GenerationResult]:
+                      strengths: Sequence[float] | None = None) -> list[GenerationResult]:
         prepared = prepared or self._prepare(conversations, mode, options)
         rows = len(conversations)
         generated: list[list[int]] = [[] for _ in range(rows)]
@@ -448,7 +482,7 @@ class SelfGuard:
         clock = DecodeClock()
         eos_ids = set(self._decoder.eos_ids.tolist())
         options = self._options_for(mode, options)
-        with self._session(mode, prepared, options, setting) as applied:
+        with self._session(mode, prepared, options, setting, strengths) as applied:
             for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
                 for row, token in enumerate(tokens.tolist()):
                     if finish[row] != "length":
@@ -460,7 +494,7 @@ class SelfGuard:
                     if options.stop and self._stop_hit(generated[row], options.stop):
                         finish[row] = "stop"
                         finished[row] = True
-        return [self._result(generated[r], finish[r], mode, prepared, r, options, applied, clock)
+        return [self._result(generated[r], finish[r], mode, prepared, r, options, applied[r], clock)
                 for r in range(rows)]
 
     def score_texts(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
@@ -493,45 +527,55 @@ class SelfGuard:
         encoded = [self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
         with hold_model(self.loaded.model):
             scores = self._awareness_scores([messages], resolved)
-            effective = self._effective_mode(resolved, scores, 0)
-            if effective is not resolved:
-                prepared = self._prepare([messages], effective, options)
+            route = self._routes(resolved, scores, 1)[0]
+            if route.mode.uses_prompt != resolved.uses_prompt:
+                prepared = self._prepare([messages], route.mode, options)
             prompt = prepared.input_ids[0, -int(prepared.prompt_lengths[0]):].tolist()
             prepared.prompt_lengths = torch.full((len(encoded),), len(prompt))
-            with self._session(effective, prepared, self._options_for(effective, options)):
+            setting, _ = self._group_steering([route])
+            with self._session(route.mode, prepared, self._options_for(route.mode, options), setting):
                 return sequence_logprobs(self.loaded.model, [(prompt, target) for target in encoded])
 
     # -- the awareness gate ----------------------------------------------------------------
-    @property
-    def gated(self) -> bool:
-        """Whether the awareness probe decides, per prompt, if Self-Guard is applied."""
-        if self.gate is False:
-            return False
-        has_probe = self.vector.probe is not None
-        if self.gate and not has_probe:
-            raise InvalidSettingError("gate=True needs a steering vector with an awareness probe: extract one "
-                                      "from labelled prompts (the packaged calibration set has labels).")
-        return has_probe
-
     def awareness(self, conversations: Sequence[Messages]) -> list[float]:
         """Probe score per prompt minus the threshold: above 0, the model itself reads it as harmful."""
         with hold_model(self.loaded.model):
-            return self._awareness_scores(conversations, Mode.SELF_GUARD, force=True) or []
+            return self._awareness_scores(conversations, Mode.GUARDED) or []
 
-    def _awareness_scores(self, conversations: Sequence[Messages], mode: Mode,
-                          force: bool = False) -> list[float] | None:
-        if mode is Mode.PLAIN or not (force or self.gated):
+    def _awareness_scores(self, conversations: Sequence[Messages], mode: Mode) -> list[float] | None:
+        """The probe on each prompt rendered as in `plain` mode (None unless `mode` is gated). The
+        forward pass stops at the probe's layer and keeps no cache: a fraction of one prefill."""
+        if not mode.gated:
             return None
         probe = self.vector.probe
         if probe is None:
-            raise InvalidSettingError("This steering vector has no awareness probe: extract one with labels.")
+            raise InvalidSettingError("Mode 'guarded' and awareness() need a steering vector with an awareness "
+                                      "probe: extract one from labelled prompts (guard.extract_vector() without "
+                                      "prompts uses our labelled set), or use mode 'self-guard'.")
         texts = [self.render(messages, Mode.PLAIN) for messages in conversations]
-        states = last_token_activations(self.loaded.model, self.loaded.tokenizer, texts, progress=False)
+        states = last_token_activations(self.loaded.model, self.loaded.tokenizer, texts, progress=False,
+                                        up_to_layer=probe.layer)
         return [float(v) for v in probe.score(states[:, probe.layer]) - probe.threshold]
 
-    @staticmethod
-    def _effective_mode(mode: Mode, scores: list[float] | None, row: int) -> Mode:
-        return mode if scores is None or scores[row] >= 0 else Mode.PLAIN
+    def _routes(self, mode: Mode, scores: list[float] | None, rows: int) -> list[_Route]:
+        """Per prompt, the mode it actually runs in; for a fired gate also its λ."""
+        if not mode.gated or scores is None:
+            return [_Route(mode)] * rows
+        gate, setting = self.gate, self.setting
+        return [_Route(Mode.SELF_GUARD, gate.strength_for(setting, score)) if score >= 0
+                else _Route(Mode(gate.below)) for score in scores]
+
+    def _gated_setting(self) -> SteeringSetting:
+        """The steering setting with the gate's (full) λ: what a fired gate applies."""
+        setting = self.setting
+        return replace(setting, strength=self.gate.strength_for(setting, math.inf), source=f"gate ({self.gate.source})")
+
+    def _group_steering(self, routes: Sequence[_Route]) -> tuple[SteeringSetting | None, list[float] | None]:
+        """Setting and per-row λ for rows decoded together (a soft gate gives each its own λ)."""
+        if routes[0].strength is None:
+            return None, None
+        soft = self.gate.soft_width is not None
+        return self._gated_setting(), [r.strength for r in routes] if soft else None  # type: ignore[misc]
 
     def generate(self, messages: Messages, **options: Any) -> GenerationResult:
         """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
@@ -584,10 +628,11 @@ class SelfGuard:
                  if policy is not None and policy.holds_back_streams and not hold_all else None)
         with hold_model(self.loaded.model):
             scores = self._awareness_scores([messages], requested)
-            mode = self._effective_mode(requested, scores, 0)
-            prepared = (checked if mode is requested
+            route = self._routes(requested, scores, 1)[0]
+            mode = route.mode
+            prepared = (checked if mode.uses_prompt == requested.uses_prompt
                         else self._prepare([messages], mode, options))
-            pieces = self._stream_tokens(prepared, mode, options, guard)
+            pieces = self._stream_tokens(prepared, mode, options, guard, *self._group_steering([route]))
             result = _drain(pieces) if hold_all else (yield from pieces)
             result = result.model_copy(update={"mode": requested.value,
                                                "awareness": None if scores is None else scores[0]})
@@ -604,8 +649,9 @@ class SelfGuard:
             self.leaks.raise_if_blocked(result)
         yield result
 
-    def _stream_tokens(self, prepared: _Prepared, mode: Mode, options: DecodeOptions,
-                       guard: StreamGuard | None) -> Generator[StreamPiece, None, GenerationResult]:
+    def _stream_tokens(self, prepared: _Prepared, mode: Mode, options: DecodeOptions, guard: StreamGuard | None,
+                       setting: SteeringSetting | None = None, strengths: Sequence[float] | None = None,
+                       ) -> Generator[StreamPiece, None, GenerationResult]:
         """Decode one prompt, yielding its pieces (through the leak guard, if any); returns the result."""
         holdback = max((len(s) for s in options.stop), default=1) - 1
         splitter = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=prepared.opens_think[0]).stream()
@@ -621,7 +667,7 @@ class SelfGuard:
                 return parts
             return [out for channel, piece in parts for out in guard.feed(channel, piece)]
 
-        with self._session(mode, prepared, options) as applied:
+        with self._session(mode, prepared, options, setting, strengths) as applied:
             for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
                 token = int(tokens[0])
                 if token in eos_ids:
@@ -642,7 +688,7 @@ class SelfGuard:
                     break  # a blocked leak: nothing more will be shown, so stop generating
             rest = release(splitter.feed(text[emitted:]) + splitter.finish())
             yield from self._pieces(rest + (guard.finish() if guard is not None else []))
-        return self._result(ids, finish, mode, prepared, 0, options, applied, clock)
+        return self._result(ids, finish, mode, prepared, 0, options, applied[0], clock)
 
     @staticmethod
     def _pieces(pieces: list[tuple[Channel, str]]) -> Iterator[StreamPiece]:

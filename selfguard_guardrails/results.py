@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from .leakage.report import LeakageReport
 from .reasoning import Channel
@@ -61,9 +61,15 @@ class GenerationResult(BaseModel):
     timings: Timings
     model: str = ""
     awareness: float | None = Field(default=None, description="awareness-probe score minus its threshold; "
-                                    "above 0: the model reads the prompt as harmful (None: no gate)")
+                                    "above 0: the model reads the prompt as harmful (None: no gate ran)")
     leakage: LeakageReport | None = Field(default=None, description="what the leak checks found and did "
                                           "(None: checks off)")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gate_fired(self) -> bool | None:
+        """Whether the awareness gate applied Self-Guard (None: no gate ran, i.e. not `guarded` mode)."""
+        return None if self.awareness is None else self.awareness >= 0
 
 
 class StreamPiece(BaseModel):

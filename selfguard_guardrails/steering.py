@@ -3,7 +3,9 @@
 `steer` adds ``strength * v_l`` to the **output** of each chosen decoder layer ``l`` (the place
 where ``v_l`` was measured; the reference code adds it to the layer's input, one layer early).
 Scope ``all`` steers every position, as in the paper; scope ``generated`` steers only a row's
-positions at or after its own prompt length, judged by absolute positions so it stays correct
+positions at or after its own prompt length; scope ``answer`` also steers the last prompt token,
+the position whose output picks the answer's first token (and where the vector was measured).
+Positions are judged absolutely, so the token scopes stay correct
 under the KV cache (a decode step sees a sequence of length 1) and with left padding.
 """
 
@@ -26,8 +28,9 @@ from .errors import CorruptFileError, InvalidSettingError, VectorMismatchError
 from .layers import decoder_layers, validate_layers
 from .probe import AwarenessProbe
 
-Scope = Literal["all", "generated"]
-SCOPES: tuple[str, ...] = ("all", "generated")
+Scope = Literal["all", "generated", "answer"]
+SCOPES: tuple[str, ...] = ("all", "generated", "answer")
+TOKEN_SCOPES: tuple[str, ...] = ("generated", "answer")  # scopes that count positions from the prompt's end
 _FORMAT = "selfguard-steering-vector/1"
 
 
@@ -159,14 +162,14 @@ def check_strength(strength: float) -> float:
 
 
 def check_max_tokens(max_tokens: int | None, scope: str) -> None:
-    """A steered-token budget counts generated tokens, so it needs scope `generated` and at least 1."""
+    """A steered-token budget counts answer tokens, so it needs scope `generated` or `answer` and at least 1."""
     if max_tokens is None:
         return
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise InvalidSettingError(f"max_tokens (how many generated tokens to steer) must be a whole number >= 1 "
                                   f"or None for all, got {max_tokens!r}.")
-    if scope != "generated":
-        raise InvalidSettingError("max_tokens counts generated tokens: use it with scope 'generated'.")
+    if scope not in TOKEN_SCOPES:
+        raise InvalidSettingError("max_tokens counts generated tokens: use it with scope 'generated' or 'answer'.")
 
 
 class _PositionTracker:
@@ -176,9 +179,11 @@ class _PositionTracker:
     attention mask, else the cache length), so decode steps of length 1 are judged correctly.
     """
 
-    def __init__(self, prompt_lengths: torch.Tensor | None, max_tokens: int | None = None) -> None:
+    def __init__(self, prompt_lengths: torch.Tensor | None, max_tokens: int | None = None,
+                 from_last_prompt_token: bool = False) -> None:
         self.prompt_lengths = prompt_lengths
         self.max_tokens = max_tokens
+        self.shift = 1 if from_last_prompt_token else 0
         self.infer_lengths = prompt_lengths is None
         self.mask: torch.Tensor | None = None  # [batch, seq, 1], 1.0 where steering applies
 
@@ -187,7 +192,8 @@ class _PositionTracker:
         if inputs is None:
             inputs = kwargs.get("inputs_embeds")
         if inputs is None:
-            raise InvalidSettingError("Scope 'generated' needs input_ids or inputs_embeds in the model call.")
+            raise InvalidSettingError("Scopes 'generated' and 'answer' need input_ids or inputs_embeds in the "
+                                      "model call.")
         batch, seq_len = inputs.shape[0], inputs.shape[1]
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
@@ -200,7 +206,7 @@ class _PositionTracker:
         positions = positions.expand(batch, seq_len)
         if self.infer_lengths and (past == 0 or self.prompt_lengths is None):
             self.prompt_lengths = positions.max(dim=-1).values + 1
-        lengths = self.prompt_lengths.to(positions.device)[:, None]
+        lengths = self.prompt_lengths.to(positions.device)[:, None] - self.shift
         generated = positions >= lengths
         if self.max_tokens is not None:
             generated &= positions < lengths + self.max_tokens
@@ -233,7 +239,7 @@ def steer(
     model: nn.Module,
     vector: SteeringVector | Mapping[int, torch.Tensor],
     *,
-    strength: float,
+    strength: float | Sequence[float],
     layers: Sequence[int],
     scope: Scope = "all",
     prompt_lengths: Sequence[int] | torch.Tensor | None = None,
@@ -242,12 +248,16 @@ def steer(
     """Add ``strength * vector[l]`` at the output of each layer ``l`` in ``layers`` inside the block.
 
     Works on any Hugging Face causal LM whose decoder layers can be found. With scope
-    ``generated``, pass ``prompt_lengths`` (real prompt tokens per row) or let each prefill pass
+    ``generated`` or ``answer``, pass ``prompt_lengths`` (real prompt tokens per row) or let each prefill pass
     set them; ``max_tokens`` then steers only the first that many generated tokens of each row
-    (the opening, where the model decides to refuse). Hooks are always removed on exit, also on
-    error. Not for concurrent use on one model: hooks are model-global (the engine serialises calls).
+    (the opening, where the model decides to refuse). A sequence of strengths gives each batch
+    row its own λ (the soft awareness gate). Hooks are always removed on exit, also on error.
+    Not for concurrent use on one model: hooks are model-global (the engine serialises calls).
     """
-    strength = check_strength(strength)
+    per_row = not isinstance(strength, (int, float))
+    scale: float | torch.Tensor = (
+        torch.tensor([check_strength(s) for s in strength], dtype=torch.float32)[:, None, None]  # type: ignore[union-attr]
+        if per_row else check_strength(strength))  # type: ignore[arg-type]
     if scope not in SCOPES:
         raise InvalidSettingError(f"Unknown steering scope {scope!r}: use one of {', '.join(SCOPES)}.")
     check_max_tokens(max_tokens, scope)
@@ -263,16 +273,16 @@ def steer(
                                   f"it covers layers {sorted(directions)}.")
 
     tracker = None
-    if scope == "generated":
+    if scope in TOKEN_SCOPES:
         lengths = None if prompt_lengths is None else torch.as_tensor(prompt_lengths, dtype=torch.long)
-        tracker = _PositionTracker(lengths, max_tokens)
+        tracker = _PositionTracker(lengths, max_tokens, from_last_prompt_token=scope == "answer")
     handles = []
     try:
         if tracker is not None:
             handles.append(model.register_forward_pre_hook(tracker, with_kwargs=True))
         for index in chosen:
             parameter = next(blocks[index].parameters())
-            delta = (strength * directions[index].to(torch.float32)).to(parameter.device, parameter.dtype)
+            delta = (scale * directions[index].to(torch.float32)).to(parameter.device, parameter.dtype)
             handles.append(blocks[index].register_forward_hook(_AddToOutput(delta, tracker)))
         yield
     finally:

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from .awareness import fit_awareness_probe
-from .config import Mode, SteeringSetting, provisional_setting
+from .config import GateSetting, Mode, SteeringSetting, provisional_setting
 from .extraction import Method, extract_steering_vector
 from .layers import decoder_layers, validate_layers
 from .model import LoadedModel, default_cache_dir
@@ -106,7 +106,7 @@ def recorded_setting(vector: SteeringVector) -> dict | None:
 
 
 def recorded_mode(vector: SteeringVector) -> Mode | None:
-    """The mode calibration chose (prompt, steer or self-guard), if the vector file records one."""
+    """The mode calibration chose (prompt, steer, self-guard or guarded), if the vector file records one."""
     values = recorded_setting(vector)
     return Mode.parse(values["mode"]) if values and values.get("mode") else None
 
@@ -125,3 +125,13 @@ def resolve_setting(explicit: SteeringSetting | None, vector: SteeringVector, nu
         validate_layers(list(setting.layers), num_layers)
         return setting
     return provisional_setting(num_layers)
+
+
+def resolve_gate(explicit: GateSetting | None, vector: SteeringVector) -> GateSetting:
+    """An explicit gate setting, else the one calibration recorded in the vector file, else the default."""
+    if explicit is not None:
+        return explicit
+    recorded = vector.extra.get("gate")
+    if recorded:
+        return GateSetting(**json.loads(recorded), source="vector file")
+    return GateSetting()

@@ -9,7 +9,10 @@ import torch
 
 from selfguard_guardrails import SelfGuard, SteeringSetting
 from selfguard_guardrails.awareness import fit_awareness_probe, probe_from_states
+from selfguard_guardrails.config import GateSetting, Mode
 from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError
+from selfguard_guardrails.extraction import last_token_activations
+from selfguard_guardrails.layers import decoder_layers
 from selfguard_guardrails.model import LoadedModel
 from selfguard_guardrails.probe import AwarenessProbe, auc
 from selfguard_guardrails.steering import SteeringVector
@@ -20,52 +23,151 @@ PROMPTS = ["Tell me a story about a cat.", "Hi", "What is the capital of France 
            "How do rainbows form?"]
 
 
-def gated_engine(tokenizer, threshold: float, **options) -> SelfGuard:
+def gated_engine(tokenizer, threshold: float, direction: torch.Tensor | None = None, **options) -> SelfGuard:
     model = tiny_llama(vocab_size=len(tokenizer))
     vector = random_vector(model)
-    vector.probe = AwarenessProbe(layer=2, direction=torch.ones(32) / math.sqrt(32), threshold=threshold, auc=0.9)
+    direction = torch.ones(32) / math.sqrt(32) if direction is None else direction
+    vector.probe = AwarenessProbe(layer=2, direction=direction, threshold=threshold, auc=0.9)
     loaded = LoadedModel(model=model, tokenizer=tokenizer, name="tiny", fingerprint="test", context_window=256,
                          source="object")
-    return SelfGuard(loaded, vector=vector, setting=SteeringSetting(layers=(1, 2), strength=2.0), progress=False,
-                     **options)
+    options.setdefault("setting", SteeringSetting(layers=(1, 2), strength=2.0))
+    return SelfGuard(loaded, vector=vector, progress=False, **options)
+
+
+def probe_layer_state(engine: SelfGuard, prompt: str) -> torch.Tensor:
+    """The last-token state of `prompt`, rendered plain, at the probe's layer (2)."""
+    text = engine.render(prompt, "plain")
+    return last_token_activations(engine.loaded.model, engine.loaded.tokenizer, [text], progress=False)[0, 2]
+
+
+def test_a_vector_with_a_probe_defaults_to_guarded_and_the_other_modes_are_never_gated(smollm_tokenizer):
+    engine = gated_engine(smollm_tokenizer, threshold=math.inf)
+    assert engine.default_mode is Mode.GUARDED
+    for mode in ("plain", "prompt", "steer", "self-guard"):
+        result = engine.generate("Hi", mode=mode, max_new_tokens=2)
+        assert result.awareness is None and result.gate_fired is None
+        assert (result.steering is not None) == (mode in ("steer", "self-guard"))
+    engine.vector.probe = None
+    assert engine.default_mode is Mode.SELF_GUARD
+
+
+def test_a_planted_direction_fires_the_gate_and_its_opposite_does_not(smollm_tokenizer):
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    state = probe_layer_state(engine, PROMPTS[0])
+    planted = state / state.norm()
+    threshold = 0.5 * float(state.norm())  # the planted prompt scores |h|, its opposite -|h|
+    for sign, fires in ((1.0, True), (-1.0, False)):
+        engine = gated_engine(smollm_tokenizer, threshold=threshold, direction=sign * planted)
+        result = engine.generate(PROMPTS[0], mode="guarded", max_new_tokens=4)
+        assert result.awareness == pytest.approx(sign * float(state.norm()) - threshold, abs=1e-3)
+        assert result.gate_fired is fires
+        assert (result.steering is not None) is fires is result.safety_prompt_applied
+        expected = engine.generate(PROMPTS[0], mode="self-guard" if fires else "plain", max_new_tokens=4)
+        assert result.answer == expected.answer and result.mode == "guarded"
 
 
 def test_nothing_flagged_means_plain_answers(smollm_tokenizer):
     engine = gated_engine(smollm_tokenizer, threshold=math.inf)
     for result, plain in zip(engine.batch(PROMPTS, max_new_tokens=6),
                              engine.batch(PROMPTS, mode="plain", max_new_tokens=6), strict=True):
-        assert result.mode == "self-guard" and result.awareness < 0
+        assert result.mode == "guarded" and result.awareness < 0 and result.gate_fired is False
         assert result.steering is None and not result.safety_prompt_applied
         assert result.answer == plain.answer
 
 
-def test_mixed_batch_rows_match_their_own_mode(smollm_tokenizer):
+def test_below_the_gate_can_run_prompt_only(smollm_tokenizer):
+    engine = gated_engine(smollm_tokenizer, threshold=math.inf, gate=GateSetting(below="prompt"))
+    result = engine.generate(PROMPTS[0], max_new_tokens=6)
+    assert result.steering is None and result.safety_prompt_applied
+    assert result.answer == engine.generate(PROMPTS[0], mode="prompt", max_new_tokens=6).answer
+
+
+def test_mixed_batch_rows_match_their_own_mode_with_the_gates_strength(smollm_tokenizer):
     probe_scores = gated_engine(smollm_tokenizer, threshold=0.0).awareness(PROMPTS)
     cut = sorted(probe_scores)[len(PROMPTS) // 2]  # half the prompts above, half below
-    engine = gated_engine(smollm_tokenizer, threshold=cut)
+    engine = gated_engine(smollm_tokenizer, threshold=cut, gate=GateSetting(strength=3.0))
     results = engine.batch(PROMPTS, max_new_tokens=6)
-    flagged = [r.awareness >= 0 for r in results]
+    flagged = [r.gate_fired for r in results]
     assert 0 < sum(flagged) < len(PROMPTS)
-    ungated = gated_engine(smollm_tokenizer, threshold=cut, gate=False)
+    reference = gated_engine(smollm_tokenizer, threshold=cut,
+                             setting=SteeringSetting(layers=(1, 2), strength=3.0))
     for prompt, result, is_flagged in zip(PROMPTS, results, flagged, strict=True):
-        expected = ungated.generate(prompt, mode="self-guard" if is_flagged else "plain", max_new_tokens=6)
+        expected = reference.generate(prompt, mode="self-guard" if is_flagged else "plain", max_new_tokens=6)
         assert result.answer == expected.answer
         assert (result.steering is not None) == is_flagged == result.safety_prompt_applied
+        if is_flagged:
+            assert result.steering.strength == 3.0
     streamed = list(engine.stream(PROMPTS[flagged.index(False)], max_new_tokens=6))[-1]
     assert streamed.steering is None and streamed.awareness < 0
+    streamed = list(engine.stream(PROMPTS[flagged.index(True)], max_new_tokens=6))[-1]
+    assert streamed.steering.strength == 3.0 and streamed.answer == results[flagged.index(True)].answer
 
 
-def test_gate_off_or_plain_mode_skips_the_probe(smollm_tokenizer):
-    engine = gated_engine(smollm_tokenizer, threshold=math.inf, gate=False)
-    assert engine.generate("Hi", max_new_tokens=2).steering is not None
-    assert engine.generate("Hi", mode="plain", max_new_tokens=2).awareness is None
+def test_a_soft_gate_scales_each_rows_strength_with_its_score(smollm_tokenizer):
+    scores = gated_engine(smollm_tokenizer, threshold=0.0).awareness(PROMPTS)
+    threshold = min(scores) - 1.0  # every prompt fires, each with its own margin
+    width = max(scores) - threshold + 1.0  # no row reaches full strength
+    engine = gated_engine(smollm_tokenizer, threshold=threshold, gate=GateSetting(strength=2.0, soft_width=width))
+    results = engine.batch(PROMPTS, max_new_tokens=5)
+    for prompt, result in zip(PROMPTS, results, strict=True):
+        expected_strength = 2.0 * result.awareness / width
+        assert result.steering.strength == pytest.approx(expected_strength, rel=1e-3)
+        alone = gated_engine(smollm_tokenizer, threshold=threshold,
+                             setting=SteeringSetting(layers=(1, 2), strength=result.steering.strength))
+        assert result.answer == alone.generate(prompt, mode="self-guard", max_new_tokens=5).answer
 
 
-def test_gate_needs_a_probe(smollm_tokenizer):
-    engine = gated_engine(smollm_tokenizer, threshold=0.0, gate=True)
+class LayerCalls:
+    """Counts the rows each decoder layer processes with more than one position (prefills)."""
+
+    def __init__(self, model) -> None:
+        self.prefill_rows = [0] * len(decoder_layers(model))
+        self.handles = [layer.register_forward_hook(self.hook(i)) for i, layer in enumerate(decoder_layers(model))]
+
+    def hook(self, index: int):
+        def count(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            if hidden.shape[1] > 1:
+                self.prefill_rows[index] += hidden.shape[0]
+        return count
+
+    def close(self) -> list[int]:
+        for handle in self.handles:
+            handle.remove()
+        return self.prefill_rows
+
+
+@pytest.mark.parametrize("threshold", [-math.inf, math.inf], ids=["all-fire", "none-fire"])
+def test_the_gate_costs_one_prefill_up_to_the_probe_layer_and_no_more(smollm_tokenizer, threshold):
+    engine = gated_engine(smollm_tokenizer, threshold=threshold)
+    counter = LayerCalls(engine.loaded.model)
+    engine.batch(PROMPTS, mode="guarded", max_new_tokens=3)
+    guarded = counter.close()
+    counter = LayerCalls(engine.loaded.model)
+    engine.batch(PROMPTS, mode="self-guard" if threshold < 0 else "plain", max_new_tokens=3)
+    ungated = counter.close()
+    probe_layer = engine.vector.probe.layer
+    extra = [g - u for g, u in zip(guarded, ungated, strict=True)]
+    assert extra == [len(PROMPTS) if layer <= probe_layer else 0 for layer in range(len(extra))]
+
+
+def test_guarded_mode_needs_a_probe(smollm_tokenizer):
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
     engine.vector.probe = None
     with pytest.raises(InvalidSettingError, match="awareness probe"):
-        engine.generate("Hi", max_new_tokens=2)
+        engine.generate("Hi", mode="guarded", max_new_tokens=2)
+    with pytest.raises(InvalidSettingError, match="awareness probe"):
+        engine.awareness(["Hi"])
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"below": "steer"}, "plain' or 'prompt"),
+    ({"soft_width": 0.0}, "soft_width"),
+    ({"strength": float("nan")}, "finite"),
+])
+def test_bad_gate_settings_are_refused(options, message):
+    with pytest.raises(InvalidSettingError, match=message):
+        GateSetting(**options)
 
 
 def test_probe_survives_save_and_load(tmp_path, smollm_tokenizer):

@@ -133,25 +133,31 @@ def _gated_engine(tokenizer) -> SelfGuard:
 def test_a_lower_gate_is_scored_and_written_into_the_probe(smollm_tokenizer, tmp_path, monkeypatch):
     engine = _gated_engine(smollm_tokenizer)
     harmful, benign = [*PROMPTS, "Why?"], [*PROMPTS, "How?"]
-    grid = build_grid(engine.num_layers, modes=["self-guard"], windows=[(1, 2)], strengths=(2.0,),
+    grid = build_grid(engine.num_layers, modes=["self-guard", "guarded"], windows=[(1, 2)], strengths=(2.0,),
                       gate_recalls=(None, 1.0))
+    assert [(c.mode.value, c.gate_recall) for c in grid] == [("self-guard", None), ("guarded", None),
+                                                             ("guarded", 1.0)]  # gate levels: guarded only
     monkeypatch.setattr(Calibrator, "_measure", lambda self, result, h, b: _measured(
         4 if result.candidate.gate_recall == 1.0 else 1, 0, 0, n=4))
-    report = Calibrator(engine, shortlist=2, progress=False, limits=CalibrationLimits(max_kl=1e9)).run(
+    report = Calibrator(engine, shortlist=3, progress=False, limits=CalibrationLimits(max_kl=1e9)).run(
         harmful, benign, grid)
     everything = CandidateScorer(engine).score(harmful, [grid[0]], with_kl=False)
+    ungated = next(r for r in report.results if r.candidate.mode is Mode.SELF_GUARD)
+    assert ungated.harmful_refusal_logprob == pytest.approx(everything[grid[0]].refusal_logprob, abs=1e-4)
     full_gate = next(r for r in report.results if r.candidate.gate_recall == 1.0)
     assert full_gate.harmful_refusal_logprob == pytest.approx(everything[grid[0]].refusal_logprob, abs=1e-4)
     assert report.chosen is full_gate
     path = calibrated_vector(engine.vector, report).save(tmp_path / "gated.safetensors")
     fresh = SelfGuard(engine.loaded, vector=path, progress=False)
+    assert fresh.default_mode is Mode.GUARDED and fresh.gate.source == "vector file"
+    assert fresh.gate.strength == 2.0 and fresh.setting.strength == 2.0  # no ungated cell measured: the same λ
     assert all(score >= -1e-4 for score in fresh.awareness(harmful))  # the written gate flags every harmful prompt
     assert fresh.vector.probe.threshold == pytest.approx(engine.vector.probe.threshold + full_gate.gate_offset)
 
 
 def test_gate_levels_need_a_probe(engine):
-    grid = build_grid(engine.num_layers, windows=[(1,)], strengths=(1.0,), gate_recalls=(0.9,))
-    with pytest.raises(InvalidSettingError, match="Gate levels need an engine gated by an awareness probe"):
+    grid = build_grid(engine.num_layers, modes=["guarded"], windows=[(1,)], strengths=(1.0,), gate_recalls=(0.9,))
+    with pytest.raises(InvalidSettingError, match="Mode guarded needs a steering vector with an awareness probe"):
         Calibrator(engine, progress=False).run([*PROMPTS, "x"], [*PROMPTS, "y"], grid)
     with pytest.raises(InvalidSettingError, match="share of harmful prompts"):
         build_grid(engine.num_layers, gate_recalls=(1.5,))

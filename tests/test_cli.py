@@ -323,13 +323,20 @@ def test_bad_input_exits_2_with_a_clear_message(setup, capsys, tmp_path, argv, m
     assert "Traceback" not in err
 
 
-def test_info_reports_the_awareness_gate_and_no_gate_turns_it_off(setup, capsys):
+def test_info_reports_the_awareness_gate_and_gate_options_change_it(setup, capsys):
     rc, out, _ = run(capsys, "info", "--json")
     assert rc == 0
+    info = json.loads(out)
+    gate = info["gate"]
+    assert gate["probe"] is True and 0 <= gate["probe_layer"] < 30
+    assert info["default_mode"] == "guarded" and gate["below"] == "plain"
+    rc, out, _ = run(capsys, "info", "--json", "--gate-strength", "1.25", "--below-gate", "prompt",
+                     "--soft-gate", "50")
     gate = json.loads(out)["gate"]
-    assert gate["on"] is True and 0 <= gate["probe_layer"] < 30
-    rc, out, _ = run(capsys, "info", "--json", "--no-gate")
-    assert rc == 0 and json.loads(out)["gate"]["on"] is False
+    assert rc == 0 and (gate["strength"], gate["below"], gate["soft_width"], gate["source"]) == (
+        1.25, "prompt", 50.0, "command line")
+    rc, _, err = run(capsys, "info", "--soft-gate", "0")
+    assert rc == 2 and "soft_width" in err and "Traceback" not in err
 
 
 def test_eval_writes_records_metrics_and_report(setup, capsys, tmp_path):

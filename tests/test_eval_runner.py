@@ -75,15 +75,21 @@ def test_damaged_records_and_bad_modes_are_refused(tmp_path, smollm_tokenizer):
         EvalRun(make_engine(smollm_tokenizer), tmp_path / "x", ["plain", "yolo"])
 
 
-def test_benign_kl_counts_prompts_the_gate_lets_through_as_plain(tmp_path, smollm_tokenizer):
+def test_guarded_benign_kl_counts_prompts_the_gate_lets_through_as_their_below_mode(tmp_path, smollm_tokenizer):
     import math
 
+    from selfguard_guardrails.config import GateSetting
     from tests.test_awareness_gate import gated_engine
 
     benign = {"benign": items("benign", 3)}
-    closed = EvalRun(gated_engine(smollm_tokenizer, threshold=math.inf), tmp_path / "a", ["self-guard"],
-                     max_new_tokens=2, progress=False).run(benign)
-    assert closed["modes"]["self-guard"]["benign_next_token_kl"] == 0.0  # nothing flagged: all plain
-    open_ = EvalRun(gated_engine(smollm_tokenizer, threshold=-math.inf), tmp_path / "b", ["self-guard"],
-                    max_new_tokens=2, progress=False).run(benign)
-    assert open_["modes"]["self-guard"]["benign_next_token_kl"] > 0.0
+
+    def kl(threshold: float, mode: str, out: str, **options) -> float:
+        report = EvalRun(gated_engine(smollm_tokenizer, threshold=threshold, **options), tmp_path / out, [mode],
+                         max_new_tokens=2, progress=False).run(benign)
+        return report["modes"][mode]["benign_next_token_kl"]
+
+    assert kl(math.inf, "guarded", "closed") == 0.0  # nothing flagged: all plain
+    assert kl(math.inf, "guarded", "prompt", gate=GateSetting(below="prompt")) == pytest.approx(
+        kl(math.inf, "prompt", "prompt-only"))
+    stronger = kl(-math.inf, "guarded", "open", gate=GateSetting(strength=4.0))
+    assert stronger > kl(-math.inf, "self-guard", "ungated") > 0.0  # the gate's λ 4 moves it more than λ 2

@@ -78,6 +78,26 @@ def test_hook_adds_exactly_strength_times_vector_at_chosen_layers_only(tiny_mode
             assert torch.count_nonzero(difference) == 0, f"layer {index} was changed"
 
 
+def test_per_row_strengths_give_each_batch_row_its_own_lambda(tiny_model):
+    vector = random_vector(tiny_model)
+    batch = INPUT.repeat(3, 1)
+    strengths = [0.0, 0.5, 2.0]
+    before, before_handles = record_all(tiny_model)
+    try:
+        with torch.no_grad(), steer(tiny_model, vector, strength=strengths, layers=[2]):
+            after, after_handles = record_all(tiny_model)
+            tiny_model(batch)
+            for handle in after_handles:
+                handle.remove()
+    finally:
+        for handle in before_handles:
+            handle.remove()
+    difference = after[2].outputs[0] - before[2].outputs[0]
+    for row, strength in enumerate(strengths):
+        expected = (strength * vector.directions[2]).expand_as(difference[row])
+        torch.testing.assert_close(difference[row], expected, rtol=0, atol=1e-5)
+
+
 def test_hooks_are_removed_on_exit_and_on_error(tiny_model):
     vector = random_vector(tiny_model)
     layer = decoder_layers(tiny_model)[2]
@@ -109,7 +129,7 @@ def steered_positions_per_call(model, vector, *, scope, layer, generate_kwargs, 
     return [(a - b).abs().amax(dim=-1) > 1e-6 for a, b in zip(after.outputs, before.outputs, strict=True)]
 
 
-@pytest.mark.parametrize("scope", ["all", "generated"])
+@pytest.mark.parametrize("scope", ["all", "generated", "answer"])
 def test_decode_steps_are_steered_under_kv_cache(tiny_model, scope):
     vector = random_vector(tiny_model)
     ids = torch.tensor([[5, 17, 300, 42], [1, 1, 8, 9]])
@@ -126,6 +146,8 @@ def test_decode_steps_are_steered_under_kv_cache(tiny_model, scope):
     assert all(bool(step.all()) for step in decode_steps), "a decode step was not steered"
     if scope == "all":
         assert bool(prefill.all())
+    elif scope == "answer":  # only the last prompt token of each row (both rows end at the last position)
+        assert prefill.tolist() == [[False, False, False, True], [False, False, False, True]]
     else:
         assert not bool(prefill.any()), "scope 'generated' steered prompt positions"
 
@@ -147,7 +169,7 @@ def test_a_token_budget_steers_only_the_first_generated_tokens_of_every_row(tiny
 
 
 @pytest.mark.parametrize("max_tokens, scope, message", [(0, "generated", ">= 1"), (2.5, "generated", "whole number"),
-                                                        (4, "all", "scope 'generated'")])
+                                                        (4, "all", "scope 'generated' or 'answer'")])
 def test_bad_token_budgets_are_refused(tiny_model, max_tokens, scope, message):
     with pytest.raises(InvalidSettingError, match=message), \
             steer(tiny_model, random_vector(tiny_model), strength=0.5, layers=[0], scope=scope, max_tokens=max_tokens):
@@ -171,6 +193,23 @@ def test_generated_scope_uses_given_prompt_lengths(tiny_model):
     handle.remove()
     calls = (after.outputs[0] - before.outputs[0]).abs().amax(dim=-1) > 1e-6
     assert calls.tolist() == [[False, False, False, False, True, True]]
+
+
+def test_answer_scope_adds_the_last_prompt_token_and_counts_it_in_a_budget(tiny_model):
+    vector = random_vector(tiny_model)
+    block = decoder_layers(tiny_model)[0]
+    for max_tokens, expected in ((None, [False, False, False, True, True, True]),
+                                 (2, [False, False, False, True, True, False])):
+        before, after = Recorder(), Recorder()
+        handle = block.register_forward_hook(before)
+        with torch.no_grad(), steer(tiny_model, vector, strength=1.0, layers=[0], scope="answer",
+                                    prompt_lengths=[4], max_tokens=max_tokens):
+            second = block.register_forward_hook(after)
+            tiny_model(INPUT, attention_mask=torch.ones_like(INPUT))
+            second.remove()
+        handle.remove()
+        steered = (after.outputs[0] - before.outputs[0]).abs().amax(dim=-1) > 1e-6
+        assert steered.tolist() == [expected]
 
 
 def test_save_load_round_trip(tmp_path, tiny_model):

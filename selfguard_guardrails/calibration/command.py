@@ -54,8 +54,9 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
                       help="keep harmful rows whose column equals the value, e.g. FunctionalCategory=standard")
     data.add_argument("--limit", type=_int_at_least("--limit", 1), metavar="N", help="first N prompts of each file")
     grid = parser.add_argument_group("grid")
-    grid.add_argument("--modes", default="prompt,steer,self-guard",
-                      help="which halves of Self-Guard to try (default prompt,steer,self-guard)")
+    grid.add_argument("--modes", default="prompt,steer,self-guard,guarded",
+                      help="which halves of Self-Guard to try, ungated or gated by the awareness probe (guarded; "
+                           "left out for a vector without a probe); default prompt,steer,self-guard,guarded")
     grid.add_argument("--window", action="append", type=parse_layers, metavar="LIST",
                       help="a layer window to try, e.g. 18-20 (repeatable; default: about 10 windows of --width "
                            "layers between 20%% and 80%% depth)")
@@ -133,7 +134,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                        "searches them (see --window, --strengths, --token-budgets, --repetition-penalties).")
     args.layers = args.strength = args.scope = args.steer_tokens = args.repetition_penalty = None
     engine = load_engine(args)
-    if args.probe == "refit" and engine.gated:
+    has_probe = engine.vector.probe is not None
+    if not has_probe:
+        modes = [m for m in modes if not m.gated] or modes  # nothing to gate with; guarded alone still errors
+    if args.probe == "refit" and has_probe:
         from ..vectors import packaged_probe
 
         probe = packaged_probe(engine.loaded, harmful=harmful, benign=benign, method=args.probe_method,
@@ -142,7 +146,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     grid = build_grid(engine.num_layers, modes=modes, scopes=scopes,
                       windows=args.window or default_windows(engine.num_layers, args.width),
                       strengths=args.strengths or DEFAULT_STRENGTHS,
-                      gate_recalls=args.gate_recalls if engine.gated else [None], token_budgets=args.token_budgets,
+                      gate_recalls=args.gate_recalls if has_probe else [None], token_budgets=args.token_budgets,
                       repetition_penalties=args.repetition_penalties)
     calibrator = Calibrator(engine, limits=limits, shortlist=args.shortlist, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, judge=judge, progress=not args.quiet)

@@ -13,16 +13,17 @@ from ..steering import SCOPES, Scope, check_max_tokens, check_strength
 
 DEFAULT_STRENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 DEFAULT_WIDTH = 3
-SEARCHED_MODES = (Mode.PROMPT, Mode.STEER, Mode.SELF_GUARD)
+SEARCHED_MODES = (Mode.PROMPT, Mode.STEER, Mode.SELF_GUARD)  # guarded needs a probe: asked for by name
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One point of the grid. Prompt-only candidates carry no layers and no strength.
 
-    `gate_recall` moves the awareness gate's threshold so that it flags that share of the
-    calibration harmful prompts (None: the probe's own threshold, fitted to flag at most 5 % of
-    our benign calibration prompts, which can leave many harmful requests of another set unguarded).
+    `gate_recall` (guarded candidates only) moves the awareness gate's threshold so that it flags
+    that share of the calibration harmful prompts (None: the probe's own threshold, fitted to flag
+    at most 5 % of our benign calibration prompts, which can leave many harmful requests of another
+    set unguarded). A guarded candidate's λ is the gate's: Self-Guard's strength where it fires.
     """
 
     mode: Mode
@@ -78,8 +79,8 @@ def searched_modes(modes: Sequence[Mode | str], scopes: Sequence[str] = ("genera
     """The modes to search, checked (with the scopes) before any model is loaded."""
     parsed = [Mode.parse(m) for m in modes]
     if not parsed or Mode.PLAIN in parsed:
-        raise InvalidSettingError("Calibrate searches prompt, steer and/or self-guard (plain is the baseline, "
-                                  "always measured): e.g. --modes prompt,steer,self-guard.")
+        raise InvalidSettingError("Calibrate searches prompt, steer, self-guard and/or guarded (plain is the "
+                                  "baseline, always measured): e.g. --modes prompt,steer,self-guard,guarded.")
     for scope in scopes:
         if scope not in SCOPES:
             raise InvalidSettingError(f"Unknown steering scope {scope!r}: use one of {', '.join(SCOPES)}.")
@@ -97,8 +98,8 @@ def build_grid(
     token_budgets: Sequence[int | None] = (None,),
     repetition_penalties: Sequence[float] = (1.0,),
 ) -> list[Candidate]:
-    """Every (mode, window, λ, scope, token budget, repetition penalty, gate level) to score; the
-    prompt-only mode once per gate level."""
+    """Every (mode, window, λ, scope, token budget, repetition penalty) to score, and for guarded
+    every gate level too; the prompt-only mode once."""
     parsed = searched_modes(modes, scopes)
     for recall in gate_recalls:
         if recall is not None and not 0 < recall <= 1:
@@ -112,12 +113,12 @@ def build_grid(
     if any(s <= 0 for s in values):
         raise InvalidSettingError("Calibration strengths must be positive (λ 0 is the prompt-only mode).")
     grid: list[Candidate] = []
-    for recall in dict.fromkeys(gate_recalls):
-        for mode in parsed:
-            if not mode.uses_steering:
-                grid.append(Candidate(mode, gate_recall=recall))
-                continue
+    for mode in parsed:
+        if not mode.uses_steering:
+            grid.append(Candidate(mode))
+            continue
+        for recall in dict.fromkeys(gate_recalls) if mode.gated else [None]:
             grid += [Candidate(mode, window, strength, scope, recall, budget, penalty)  # type: ignore[arg-type]
-                     for scope in scopes for budget in budgets if scope == "generated" or budget is None
+                     for scope in scopes for budget in budgets if scope != "all" or budget is None
                      for window in chosen_windows for strength in values for penalty in penalties]
     return grid

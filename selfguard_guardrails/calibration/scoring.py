@@ -14,7 +14,8 @@ scored as if steered; the awareness gate is applied afterwards (`gated`), so any
 thresholds costs nothing more.
 
 The first opening token is predicted from the last prompt position, which scope `generated`
-never steers, exactly as in real generation.
+never steers and scope `answer` does, exactly as in real generation (an `answer` candidate
+reads its prompts itself, since steering the last prompt token changes the cache).
 """
 
 from __future__ import annotations

@@ -166,9 +166,9 @@ class Calibrator:
                                       f"{len(harmful)} and {len(benign)}: give larger files.")
         if not grid:
             raise InvalidSettingError("The calibration grid is empty: give at least one mode, window and strength.")
-        if not self.engine.gated and any(c.gate_recall is not None for c in grid):
-            raise InvalidSettingError("Gate levels need an engine gated by an awareness probe: use a vector with a "
-                                      "probe, or leave gate_recall None (--gate-recalls own).")
+        if self.engine.vector.probe is None and any(c.mode.gated for c in grid):
+            raise InvalidSettingError("Mode guarded needs a steering vector with an awareness probe: use a vector "
+                                      "with a probe, or leave guarded out of the modes.")
         clock = time.perf_counter()
         results, plain, gate = self._score(list(harmful), list(benign), grid)
         scored = time.perf_counter()
@@ -197,12 +197,13 @@ class Calibrator:
             raw_h = scorer.score(harmful, steerings, with_kl=False, on_batch=bar.update)
             raw_b = scorer.score(benign, steerings, with_kl=True, on_batch=bar.update)
         plain = CandidateResult(PLAIN, raw_h[PLAIN].refusal_logprob, raw_b[PLAIN].refusal_logprob, 0.0)
-        awareness = (self.engine.awareness(harmful), self.engine.awareness(benign)) if self.engine.gated else None
+        awareness = ((self.engine.awareness(harmful), self.engine.awareness(benign))
+                     if self.engine.vector.probe is not None else None)
         results = []
         for candidate in grid:
             steering = _scored_part(candidate)
             h, b, offset = raw_h[steering], raw_b[steering], 0.0
-            if awareness is not None:
+            if awareness is not None and candidate.mode.gated:
                 offset = gate_offset(awareness[0], candidate.gate_recall)
                 h = gated(h, raw_h[PLAIN], [s >= offset for s in awareness[0]])
                 b = gated(b, raw_b[PLAIN], [s >= offset for s in awareness[1]])
@@ -214,6 +215,9 @@ class Calibrator:
         vector = self.engine.vector
         previous_vector = self.engine.use_vector(with_gate_offset(vector, result.gate_offset))
         previous_setting = self.engine.use_setting(candidate.setting(self.engine.setting))
+        # a guarded candidate's λ is the gate's: the candidate's setting at full strength when it fires
+        previous_gate = self.engine.use_gate(dataclasses.replace(self.engine.gate, strength=None,
+                                                                 soft_width=None, source="calibration"))
         started = time.perf_counter()
         try:
             answers = {name: self._answers(prompts, candidate.mode) for name, prompts in
@@ -221,6 +225,7 @@ class Calibrator:
         finally:
             self.engine.use_vector(previous_vector)
             self.engine.use_setting(previous_setting)
+            self.engine.use_gate(previous_gate)
         refused = {name: [self.judge(p, a) for p, a in zip(prompts, answers[name], strict=True)]
                    for name, prompts in (("harmful", harmful), ("benign", benign))}
         broken = [degeneration(a).degenerate for name in answers for a in answers[name]]
@@ -236,9 +241,11 @@ class Calibrator:
 
 
 def _scored_part(candidate: Candidate) -> Candidate:
-    """What stage 1 scores: the gate is applied afterwards, and a repetition penalty does not
-    touch the refusal opening it reads (its tokens do not repeat), so neither is scored apart."""
-    return dataclasses.replace(candidate, gate_recall=None, repetition_penalty=1.0)
+    """What stage 1 scores: the gate is applied afterwards (a guarded cell is its Self-Guard cell,
+    gated), and a repetition penalty does not touch the refusal opening it reads (its tokens do
+    not repeat), so none of these is scored apart."""
+    mode = Mode.SELF_GUARD if candidate.mode.gated else candidate.mode
+    return dataclasses.replace(candidate, mode=mode, gate_recall=None, repetition_penalty=1.0)
 
 
 def _gate_summary(probe: Any, harmful: Sequence[float], benign: Sequence[float]) -> dict[str, Any]:
@@ -271,12 +278,25 @@ def calibrated_vector(vector: SteeringVector, report: CalibrationReport) -> Stee
     fallback = next((r.candidate for r in report.shortlist if r.candidate.mode.uses_steering), None)
     steering = chosen if chosen.mode.uses_steering else fallback
     setting: dict[str, Any] = {"mode": chosen.mode.value, "gate_recall": chosen.gate_recall}
+    extra = dict(vector.extra)
     if steering is not None:
         setting |= {"layers": list(steering.layers), "strength": steering.strength, "scope": steering.scope,
                     "max_tokens": steering.max_tokens, "repetition_penalty": steering.repetition_penalty}
+    if chosen.mode.gated:  # the gated λ goes to the gate; ungated modes keep the best ungated λ found
+        extra["gate"] = json.dumps({"strength": chosen.strength, "below": "plain", "soft_width": None})
+        setting["strength"] = _ungated_strength(report, chosen)
     summary = {"chosen": report.chosen.as_dict(), "plain": report.plain.as_dict(),
                "limits": dataclasses.asdict(report.limits), "counts": report.counts,
                "max_new_tokens": report.max_new_tokens}
-    extra = {**vector.extra, "setting": json.dumps(setting), "calibration": json.dumps(summary)}
+    extra |= {"setting": json.dumps(setting), "calibration": json.dumps(summary)}
     return dataclasses.replace(with_gate_offset(vector, report.chosen.gate_offset), extra=extra)
+
+
+def _ungated_strength(report: CalibrationReport, chosen: Candidate) -> float:
+    """λ for ungated Self-Guard on the guarded pick's layers: the best feasible ungated cell
+    measured there, else the guarded λ (the gate then is what keeps benign prompts safe)."""
+    same = [r for r in report.shortlist if r.feasible and r.candidate.mode is Mode.SELF_GUARD
+            and r.candidate.layers == chosen.layers and r.candidate.scope == chosen.scope]
+    best = max(same, default=None, key=lambda r: r.measured.harmful_refusal.value)  # type: ignore[union-attr]
+    return chosen.strength if best is None else best.candidate.strength
 

@@ -23,7 +23,7 @@ def add_eval_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--benign", metavar="FILE", help="benign prompts (over-refusal and KL)")
     parser.add_argument("--utility", metavar="FILE", help="questions with a target_answer (GSM8K-style)")
     parser.add_argument("--modes", default="plain,self-guard", help="comma-separated: plain, prompt, steer, "
-                        "self-guard (default plain,self-guard)")
+                        "self-guard, guarded (default plain,self-guard)")
     parser.add_argument("--column", metavar="NAME", help="read prompts from this column instead of detecting")
     parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                         help="keep rows whose column equals the value (repeatable), e.g. FunctionalCategory=standard")

@@ -134,10 +134,13 @@ def _last_logprobs(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str],
     return torch.cat(rows, dim=0)
 
 
-def next_token_kl(engine: Any, prompts: Sequence[str], mode: str, *, batch_size: int = 8) -> list[float]:
+def next_token_kl(engine: Any, prompts: Sequence[str], mode: str, *, batch_size: int = 8,
+                  strength: float | None = None) -> list[float]:
     """Per prompt, KL(p_plain || p_mode) in nats of the next-token distribution after the prompt.
 
     A small KL on benign prompts means the mode leaves ordinary behaviour alone. ``plain`` is 0.
+    `strength` replaces the setting's λ (a fired gate's). The gate itself is the caller's: every
+    prompt is read as `mode` applies to a prompt it acts on.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
@@ -158,8 +161,8 @@ def next_token_kl(engine: Any, prompts: Sequence[str], mode: str, *, batch_size:
                                   fingerprint=engine.loaded.fingerprint)
                 # Scope "all", not the setting's scope: this is a single prefill pass with no
                 # generated tokens, so "generated" would steer nothing and report a KL of 0.
-                stack.enter_context(steer(model, vector, strength=setting.strength, layers=setting.layers,
-                                          scope="all"))
+                stack.enter_context(steer(model, vector, strength=setting.strength if strength is None else strength,
+                                          layers=setting.layers, scope="all"))
             steered = _last_logprobs(model, tokenizer, mode_texts, batch_size)
     kl = (plain.exp() * (plain - steered)).sum(dim=-1).clamp(min=0.0)  # clamp: float noise around 0
     return [float(value) for value in kl]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -181,11 +182,17 @@ class EvalRun:
         return report
 
     def _benign_kl(self, prompts: list[str], mode: str) -> float:
-        """Mean next-token KL from plain; prompts the awareness gate passes run plain, so they cost 0."""
-        guarded = prompts
-        if mode != Mode.PLAIN.value and self.engine.gated:
-            guarded = [p for p, score in zip(prompts, self.engine.awareness(prompts), strict=True) if score >= 0]
-        kl = next_token_kl(self.engine, guarded, mode) if guarded else []
+        """Mean next-token KL from plain; in `guarded` mode, flagged prompts are read as Self-Guard
+        with the gate's full λ and the rest as the gate's `below` mode (plain: 0)."""
+        if mode != Mode.GUARDED.value:
+            return sum(next_token_kl(self.engine, prompts, mode)) / len(prompts)
+        gate, setting = self.engine.gate, self.engine.setting
+        scores = self.engine.awareness(prompts)
+        flagged = [p for p, score in zip(prompts, scores, strict=True) if score >= 0]
+        passed = [p for p, score in zip(prompts, scores, strict=True) if score < 0]
+        kl = next_token_kl(self.engine, flagged, Mode.SELF_GUARD.value,
+                           strength=gate.strength_for(setting, math.inf)) if flagged else []
+        kl += next_token_kl(self.engine, passed, gate.below) if passed else []
         return sum(kl) / len(prompts)
 
     def _has_probe(self) -> bool:

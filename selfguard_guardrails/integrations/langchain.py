@@ -47,7 +47,8 @@ class ChatSelfGuard(BaseChatModel):
 
     model_name: str | None = Field(default=None, alias="model",
                                    description="hub id, local directory or .gguf file; None: the embedded model")
-    mode: str | None = Field(default=None, description="plain, prompt, steer or self-guard; None: the engine's")
+    mode: str | None = Field(default=None,
+                             description="plain, prompt, steer, self-guard or guarded; None: the engine's")
     max_tokens: int = Field(default=256, ge=1, description="new tokens per answer, reasoning included")
     temperature: float = Field(default=0.0, ge=0.0, description="0: greedy")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)

@@ -71,5 +71,5 @@ def metadata_of(result: GenerationResult) -> dict[str, Any]:
             "steering_layers": None if steering is None else list(steering.layers),
             "steering_strength": None if steering is None else steering.strength,
             "awareness": result.awareness,
-            "gate_fired": None if result.awareness is None else result.awareness >= 0,
+            "gate_fired": result.gate_fired,
             "leakage": None if result.leakage is None else result.leakage.summary()}

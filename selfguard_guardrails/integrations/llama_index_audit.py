@@ -62,7 +62,7 @@ def generation_events(result: GenerationResult, span_id: str | None) -> list[Bas
         span_id=span_id, model_name=result.model, mode=result.mode,
         steering_layers=None if steering is None else list(steering.layers),
         steering_strength=None if steering is None else steering.strength, awareness=result.awareness,
-        gate_fired=None if result.awareness is None else result.awareness >= 0)]
+        gate_fired=result.gate_fired)]
     report = result.leakage
     if report is not None and report.findings:
         events.append(SelfGuardLeakEvent(span_id=span_id, summary=report.summary(),
