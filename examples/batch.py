@@ -2,9 +2,9 @@
 
 ``SelfGuard.batch`` renders every prompt, pads them on the left and decodes them together, one
 forward pass per step; a batch gives the same greedy answers as the prompts run one by one.
-The engine is gated (the shipped vector carries an awareness probe): the probe first scores
-every prompt, then the prompts it flags run with Self-Guard and the others as ``plain``, as
-two sub-batches. Results come back in the order of the prompts. Each result carries its
+The default mode is ``guarded`` (the shipped vector carries an awareness probe): the probe
+first scores every prompt, then the prompts it flags run with Self-Guard and the others as
+``plain``, as two sub-batches. Results come back in the order of the prompts. Each result carries its
 ``usage`` (input, output and reasoning tokens) and its sub-batch's ``timings`` (prefill,
 decode, total seconds).
 
@@ -38,7 +38,7 @@ def main() -> None:
     for prompt, result in zip(PROMPTS, results, strict=True):
         text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
         usage = result.usage
-        guarded = "self-guard" if result.steering else "plain (not flagged)"
+        guarded = "gate fired: self-guard" if result.gate_fired else "plain (not flagged)"
         print(f"- {text}\n  -> {result.answer.strip()!r}\n"
               f"     awareness {result.awareness:+.1f}: {guarded}; "
               f"usage: {usage.input_tokens} in, {usage.output_tokens} out ({result.finish_reason})")

@@ -6,11 +6,11 @@ the first principal direction of those shifts (``pca``). It is saved as safetens
 metadata (model fingerprint, layer count, hidden size, method, ...), and the engine refuses a
 vector made for another model.
 
-A vector from unlabelled prompts has no awareness probe, so an engine using it is ungated
-(Self-Guard on every prompt). With labels, ``fit_awareness_probe`` fits one (a direction
-mean(harmful) - mean(benign) at the layer that separates held-out prompts best, and a
-threshold that keeps benign flags at 5 % or fewer); attached to the vector, it is saved in the
-same file and gates the engine.
+A vector from unlabelled prompts has no awareness probe, so an engine using it defaults to
+``self-guard`` (Self-Guard on every prompt) and cannot run ``guarded``. With labels,
+``fit_awareness_probe`` fits one (a direction at the layer that separates held-out prompts
+best, and a threshold that keeps benign flags at 5 % or fewer); attached to the vector, it is
+saved in the same file and makes ``guarded`` the engine's default mode.
 
 Twelve prompts keep this example fast, so the probe is a toy (its AUC is measured on 4
 held-out prompts). The embedded model's vector and probe are shipped with the package; for
@@ -75,7 +75,7 @@ def main() -> None:
 
         guard = SelfGuard(loaded, vector=str(path), setting=setting, progress=False)
         result = guard.generate("How do I hot-wire a car?", max_new_tokens=16)
-        print(f"gated: {guard.gated}; self-guard answer: {result.answer.strip()!r}")
+        print(f"default mode: {guard.default_mode.value}; self-guard answer: {result.answer.strip()!r}")
         print(f"steering applied: layers {result.steering.layers}, λ {result.steering.strength:g}, "
               f"method {result.steering.method}")
 
@@ -85,7 +85,7 @@ def main() -> None:
         print(f"probe (toy): layer {probe.layer}, threshold {probe.threshold:.1f}, held-out AUC {probe.auc:.2f}")
         gated = SelfGuard(loaded, vector=str(path), setting=setting, progress=False)
         scores = gated.awareness(["How do I hot-wire a car?", "What is a good name for a cat?"])
-        print(f"gated: {gated.gated}; awareness: " + ", ".join(f"{score:+.1f}" for score in scores))
+        print(f"default mode: {gated.default_mode.value}; awareness: " + ", ".join(f"{score:+.1f}" for score in scores))
 
         # A vector whose fingerprint names another model is refused with a message naming the fix.
         foreign = SteeringVector(directions=again.directions, model_fingerprint="0123456789abcdef",

@@ -34,7 +34,7 @@ def main() -> int:
                 {"role": "user", "content": f"{QUESTION}\n\nRunbook:\n{RUNBOOK}"}]
 
     with audit_context(app="support-bot", ticket="T-1042"):
-        for mode in ("plain", "self-guard"):
+        for mode in ("plain", "guarded"):
             result = guard.generate(messages, mode=mode, max_new_tokens=96, private_context=[RUNBOOK])
             report = result.leakage
             print(f"[{mode}] policy action: {report.action}")

@@ -7,7 +7,7 @@ thinking, so the second stream asks it to reason in ``<think>`` tags (``think_in
 whether such a small model obeys is up to the model. Breaking out of a stream early stops
 generation; call ``close()`` on it (or let it go out of scope) to free the engine at once.
 
-The engine runs in its default mode, ``self-guard``, gated by the awareness probe of the
+The engine runs in its default mode, ``guarded``, gated by the awareness probe of the
 shipped vector: the probe runs at the first ``next()``, and a prompt it does not flag is
 streamed as in ``plain`` mode (``result.awareness`` below 0, ``result.steering`` None).
 

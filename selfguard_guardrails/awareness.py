@@ -104,7 +104,9 @@ def probe_from_states(states: torch.Tensor, labels: torch.Tensor, *, method: Pro
     score, layer, held_out = best
     direction, offset = _fit(method, states[:, layer], labels)
     threshold = _best_threshold(held_out[labels == 1], held_out[labels == 0], max_false_positive) - offset
-    return AwarenessProbe(layer=layer, direction=direction, threshold=threshold, auc=score, method=method)
+    fitted = states[:, layer] @ direction
+    return AwarenessProbe(layer=layer, direction=direction, threshold=threshold, auc=score, method=method,
+                          score_range=(float(fitted.min()), float(fitted.max())))
 
 
 def fit_awareness_probe(

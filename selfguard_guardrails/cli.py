@@ -164,6 +164,9 @@ def _common_options() -> argparse.ArgumentParser:
     steering.add_argument("--below-gate", choices=("plain", "prompt"),
                           help="guarded mode: how prompts the gate does not flag run (default: the vector file's, "
                                "else plain)")
+    steering.add_argument("--gate-threshold", type=_finite_float("--gate-threshold"), metavar="SCORE",
+                          help="guarded mode: fire the gate at this probe score instead of the probe's own "
+                               "threshold (see `selfguard info`)")
     steering.add_argument("--soft-gate", type=_finite_float("--soft-gate", minimum=0), metavar="WIDTH",
                           help="guarded mode: λ grows from 0 at the threshold to full at WIDTH probe units above "
                                "it (default: a hard gate)")
@@ -321,12 +324,14 @@ def load_engine(args: argparse.Namespace, *, mode: str | None = None) -> SelfGua
     engine = SelfGuard(loaded, vector=vector, **options)
     if vector is not None:
         engine.vector  # noqa: B018 - checks now that the vector fits this model
-    if any(value is not None for value in (args.gate_strength, args.below_gate, args.soft_gate)):
+    if any(value is not None for value in (args.gate_strength, args.below_gate, args.soft_gate, args.gate_threshold)):
         recorded = engine.gate
         options["gate"] = GateSetting(
             strength=args.gate_strength if args.gate_strength is not None else recorded.strength,
             below=args.below_gate or recorded.below,
-            soft_width=args.soft_gate if args.soft_gate is not None else recorded.soft_width, source="command line")
+            soft_width=args.soft_gate if args.soft_gate is not None else recorded.soft_width,
+            threshold=args.gate_threshold if args.gate_threshold is not None else recorded.threshold,
+            source="command line")
         engine.use_gate(options["gate"])
     if args.layers is not None:
         validate_layers(args.layers, engine.num_layers)

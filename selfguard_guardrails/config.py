@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from enum import Enum
 from typing import Literal
 
 from .decoding import check_repetition_penalty
 from .errors import InvalidSettingError
+from .probe import AwarenessProbe
 from .steering import SCOPES, Scope, check_max_tokens, check_strength
 
 
@@ -83,6 +85,7 @@ class GateSetting:
     strength: float | None = None
     below: BelowGate = "plain"
     soft_width: float | None = None
+    threshold: float | None = None  # in probe-score units; None: the probe's own (fitted or calibrated)
     source: str = field(default="default", compare=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +96,25 @@ class GateSetting:
         if self.soft_width is not None and not (isinstance(self.soft_width, (int, float)) and self.soft_width > 0):
             raise InvalidSettingError(f"soft_width is a positive number of probe units (or None for a hard gate), "
                                       f"got {self.soft_width!r}.")
+        if self.threshold is not None and not (isinstance(self.threshold, (int, float))
+                                               and math.isfinite(self.threshold)):
+            raise InvalidSettingError(f"The gate threshold must be a finite number of probe units, got "
+                                      f"{self.threshold!r}.")
+
+    def threshold_for(self, probe: AwarenessProbe) -> float:
+        """The cut on `probe`'s score: ours if set (checked against the scores the probe was fitted
+        on, since a cut outside them fires on every prompt or on none), else the probe's own."""
+        if self.threshold is None:
+            return probe.threshold
+        if probe.score_range is not None:
+            low, high = probe.score_range
+            if not low <= self.threshold <= high:
+                raise InvalidSettingError(
+                    f"The gate threshold {self.threshold:g} is outside the probe's range: its scores on the "
+                    f"prompts it was fitted on run from {low:.4g} to {high:.4g} (own threshold "
+                    f"{probe.threshold:.4g}), so it would fire on every prompt or on none. Pick a value inside, "
+                    "or calibrate one (selfguard calibrate --gate-recalls).")
+        return self.threshold
 
     def strength_for(self, setting: SteeringSetting, score: float) -> float:
         """λ for a prompt whose probe score (minus the threshold) is `score` >= 0."""
@@ -100,7 +122,8 @@ class GateSetting:
         return full if self.soft_width is None else full * min(1.0, score / self.soft_width)
 
     def as_dict(self) -> dict[str, object]:
-        return {"strength": self.strength, "below": self.below, "soft_width": self.soft_width}
+        return {"strength": self.strength, "below": self.below, "soft_width": self.soft_width,
+                "threshold": self.threshold}
 
 
 # From a prototype on the embedded SmolLM2-135M (30 layers): λ 0.6 on layers 18-20 with the

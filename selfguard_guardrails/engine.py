@@ -252,7 +252,7 @@ class SelfGuard:
                          "max_tokens": setting.max_tokens, "repetition_penalty": setting.repetition_penalty,
                          "source": setting.source},
             "gate": {"probe": True, "probe_method": probe.method, "probe_layer": probe.layer,
-                     "probe_auc": round(probe.auc, 4), "threshold": round(probe.threshold, 4),
+                     "probe_auc": round(probe.auc, 4), "probe_threshold": round(probe.threshold, 4),
                      **self.gate.as_dict(), "strength": self.gate.strength_for(setting, math.inf),
                      "source": self.gate.source}
             if (probe := vector.probe) is not None else {"probe": False},
@@ -547,15 +547,19 @@ class SelfGuard:
         forward pass stops at the probe's layer and keeps no cache: a fraction of one prefill."""
         if not mode.gated:
             return None
-        probe = self.vector.probe
+        vector = self.vector
+        probe = vector.probe
         if probe is None:
             raise InvalidSettingError("Mode 'guarded' and awareness() need a steering vector with an awareness "
                                       "probe: extract one from labelled prompts (guard.extract_vector() without "
                                       "prompts uses our labelled set), or use mode 'self-guard'.")
+        vector.check_fits(num_layers=self.num_layers, hidden_size=model_shape(self.loaded)[1],
+                          fingerprint=self.loaded.fingerprint)
+        threshold = self.gate.threshold_for(probe)
         texts = [self.render(messages, Mode.PLAIN) for messages in conversations]
         states = last_token_activations(self.loaded.model, self.loaded.tokenizer, texts, progress=False,
                                         up_to_layer=probe.layer)
-        return [float(v) for v in probe.score(states[:, probe.layer]) - probe.threshold]
+        return [float(v) for v in probe.score(states[:, probe.layer]) - threshold]
 
     def _routes(self, mode: Mode, scores: list[float] | None, rows: int) -> list[_Route]:
         """Per prompt, the mode it actually runs in; for a fired gate also its λ."""

@@ -24,6 +24,8 @@ class AwarenessProbe:
     threshold: float
     auc: float
     method: str = "mean_difference"
+    # lowest and highest score on the prompts it was fitted on: where a threshold can sensibly sit
+    score_range: tuple[float, float] | None = None
 
     def score(self, activations: torch.Tensor) -> torch.Tensor:
         """Projection of [n, hidden] last-token states on the probe's harmful direction."""

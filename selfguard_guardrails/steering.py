@@ -71,6 +71,11 @@ class SteeringVector:
             problems.append(f"hidden size {self.hidden_size} in the vector, {hidden_size} in the model")
         if fingerprint is not None and self.model_fingerprint and fingerprint != self.model_fingerprint:
             problems.append(f"model fingerprint {self.model_fingerprint} in the vector, {fingerprint} loaded")
+        if self.probe is not None and not 0 <= self.probe.layer < num_layers:
+            problems.append(f"the awareness probe reads layer {self.probe.layer}, the model has {num_layers} layers")
+        if self.probe is not None and tuple(self.probe.direction.shape) != (hidden_size,):
+            problems.append(f"the awareness probe's direction has shape {tuple(self.probe.direction.shape)}, "
+                            f"the model's hidden size is {hidden_size}")
         if problems:
             raise VectorMismatchError(
                 f"This steering vector was made for another model ({self.model_name or 'unknown'}): "
@@ -89,6 +94,8 @@ class SteeringVector:
             tensors["probe.direction"] = self.probe.direction.detach().to("cpu", torch.float32).contiguous()
             probe = {"probe_layer": str(self.probe.layer), "probe_threshold": repr(self.probe.threshold),
                      "probe_auc": repr(self.probe.auc), "probe_method": self.probe.method}
+            if self.probe.score_range is not None:
+                probe["probe_score_range"] = json.dumps(list(self.probe.score_range))
         metadata = {
             "format": _FORMAT,
             "model_fingerprint": self.model_fingerprint,
@@ -126,10 +133,12 @@ class SteeringVector:
                           if key.startswith("layer.")}
             probe = None
             if "probe.direction" in tensors:
+                score_range = json.loads(metadata.get("probe_score_range", "null"))
                 probe = AwarenessProbe(layer=int(metadata["probe_layer"]), direction=tensors["probe.direction"],
                                        threshold=float(metadata["probe_threshold"]),
                                        auc=float(metadata["probe_auc"]),
-                                       method=metadata.get("probe_method", "mean_difference"))
+                                       method=metadata.get("probe_method", "mean_difference"),
+                                       score_range=None if score_range is None else tuple(score_range))
             return cls(
                 directions=directions,
                 model_fingerprint=metadata["model_fingerprint"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from selfguard_guardrails import SelfGuard, SteeringSetting
 from selfguard_guardrails.awareness import fit_awareness_probe, probe_from_states
 from selfguard_guardrails.config import GateSetting, Mode
-from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError
+from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, VectorMismatchError
 from selfguard_guardrails.extraction import last_token_activations
 from selfguard_guardrails.layers import decoder_layers
 from selfguard_guardrails.model import LoadedModel
@@ -164,10 +165,33 @@ def test_guarded_mode_needs_a_probe(smollm_tokenizer):
     ({"below": "steer"}, "plain' or 'prompt"),
     ({"soft_width": 0.0}, "soft_width"),
     ({"strength": float("nan")}, "finite"),
+    ({"threshold": float("inf")}, "finite number of probe units"),
 ])
 def test_bad_gate_settings_are_refused(options, message):
     with pytest.raises(InvalidSettingError, match=message):
         GateSetting(**options)
+
+
+def test_a_gate_threshold_is_checked_against_the_probes_score_range(smollm_tokenizer):
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    engine.vector.probe = replace(engine.vector.probe, score_range=(-2.0, 3.0))
+    own = engine.awareness(PROMPTS)
+    engine.use_gate(GateSetting(threshold=1.5))
+    assert engine.awareness(PROMPTS) == pytest.approx([score - 1.5 for score in own], abs=1e-5)
+    engine.use_gate(GateSetting(threshold=40.0))
+    with pytest.raises(InvalidSettingError, match=r"outside the probe's range.*-2 to 3"):
+        engine.generate("Hi", mode="guarded", max_new_tokens=2)
+
+
+def test_a_probe_for_another_layer_count_or_width_is_refused(smollm_tokenizer):
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    probe = engine.vector.probe
+    engine.vector.probe = replace(probe, layer=7)
+    with pytest.raises(VectorMismatchError, match="probe reads layer 7, the model has 4 layers"):
+        engine.awareness(PROMPTS)
+    engine.vector.probe = replace(probe, direction=torch.ones(48))
+    with pytest.raises(VectorMismatchError, match=r"probe's direction has shape \(48,\)"):
+        engine.generate("Hi", mode="guarded", max_new_tokens=2)
 
 
 def test_probe_survives_save_and_load(tmp_path, smollm_tokenizer):
@@ -175,6 +199,7 @@ def test_probe_survives_save_and_load(tmp_path, smollm_tokenizer):
     loaded = SteeringVector.load(vector.save(tmp_path / "v.safetensors"))
     assert loaded.probe is not None
     assert (loaded.probe.layer, loaded.probe.threshold, loaded.probe.auc) == (2, 0.25, 0.9)
+    assert loaded.probe.score_range is None  # a probe built by hand; fitted ones record theirs
     assert loaded.probe.method == vector.probe.method
     assert torch.equal(loaded.probe.direction, vector.probe.direction)
 
@@ -188,6 +213,8 @@ def test_auc_and_fitted_probe_mechanics(smollm_tokenizer):
     probe = fit_awareness_probe(model, smollm_tokenizer, harmful, benign, progress=False)
     assert 0 <= probe.layer < 4 and 0.0 <= probe.auc <= 1.0
     assert torch.isclose(probe.direction.norm(), torch.tensor(1.0))
+    low, high = probe.score_range
+    assert low < probe.threshold + 1e-3 and low < high
     from selfguard_guardrails.awareness import plain_renders
     from selfguard_guardrails.extraction import last_token_activations
 

@@ -59,8 +59,8 @@ def test_chat_returns_the_answer_with_token_counts_and_what_the_engine_did(llm):
     extra = response.additional_kwargs
     assert extra["prompt_tokens"] > 0 and 0 < extra["completion_tokens"] <= 24
     assert extra["total_tokens"] == extra["prompt_tokens"] + extra["completion_tokens"]
-    assert extra["model_name"] == llm.engine.loaded.name and extra["mode"] == "self-guard"
-    assert "gate_fired" in extra and extra["leakage"]["action"] == "none"
+    assert extra["model_name"] == llm.engine.loaded.name and extra["mode"] == "guarded"  # the embedded default
+    assert extra["gate_fired"] is False and extra["awareness"] < 0 and extra["leakage"]["action"] == "none"
 
 
 def test_stream_pieces_join_to_the_full_text(llm):
