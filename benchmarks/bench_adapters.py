@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -24,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llama_index.core.base.llms.types import ChatMessage  # noqa: E402
+from timing import best  # noqa: E402 - benchmarks/timing.py, next to this script
 
 from selfguard_guardrails.engine import SelfGuard  # noqa: E402
 from selfguard_guardrails.integrations.langchain import ChatSelfGuard  # noqa: E402
@@ -31,16 +30,6 @@ from selfguard_guardrails.integrations.llama_index import SelfGuardLLM  # noqa: 
 
 PROMPTS = ["Name a colour.", "What is the capital of Italy?", "Say hello in French.", "Name a fruit.",
            "What is two plus two?", "Name an ocean.", "Give me a synonym of happy.", "Name a planet."]
-
-
-def best(run: Callable[[], object], repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import sys
-import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -31,20 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
+from timing import best  # noqa: E402 - benchmarks/timing.py, next to this script
+
 from selfguard_guardrails.config import Mode  # noqa: E402
 from selfguard_guardrails.decoding import DecodeOptions  # noqa: E402
 from selfguard_guardrails.engine import SelfGuard  # noqa: E402
 from selfguard_guardrails.extraction import last_token_activations  # noqa: E402
-
-
-def best(run: Callable[[], object], repeats: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def prompt_mix(count: int) -> list[str]:

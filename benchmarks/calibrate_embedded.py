@@ -26,8 +26,10 @@ DATA = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "benchmarks" / "runs" / "embedded"
 DOCS = ROOT / "docs" / "report"
 SHIPPED = ROOT / "selfguard_guardrails" / "data"
-MODES = "plain,prompt,steer,self-guard"
-BALANCED = ["plain", "prompt", "self-guard", "steer"]  # split two ways: plain+self-guard, prompt+steer
+MODES = "plain,prompt,steer,self-guard,guarded"
+# split two ways: guarded+steer+prompt and self-guard+plain (plain and prompt do not depend on the
+# setting, so after a new one only the first three are stale: guarded+steer against self-guard)
+BALANCED = ["guarded", "self-guard", "steer", "plain", "prompt"]
 
 
 def split_benign(path: Path) -> tuple[list[dict], list[dict]]:
@@ -101,7 +103,10 @@ def main() -> int:
     parser.add_argument("--token-budgets", default="all")
     parser.add_argument("--repetition-penalties", default="1,1.15")
     parser.add_argument("--shortlist", default="6", help="steered settings calibrate generates for")
-    parser.add_argument("--modes", default="prompt,self-guard", help="modes calibrate searches")
+    parser.add_argument("--modes", default="prompt,self-guard,guarded", help="modes calibrate searches")
+    parser.add_argument("--scopes", default="generated,answer", help="token scopes calibrate searches")
+    parser.add_argument("--windows", default="", help="layer windows to search, e.g. 16-18,17-19 (default: "
+                                                      "calibrate's own spread of windows)")
     parser.add_argument("--calibration-tokens", default="64", help="calibrate's token budget (as eval's)")
     parser.add_argument("--max-new-tokens", default="64", help="eval's token budget per answer")
     parser.add_argument("--parallel", type=int, default=2, help="eval processes, one torch thread each (default 2)")
@@ -119,7 +124,9 @@ def main() -> int:
                   "--where", "FunctionalCategory=standard", "--benign", RUNS / "benign-calibration.json",
                   "--strengths", args.strengths, "--gate-recalls", args.gate_recalls, "--token-budgets",
                   args.token_budgets, "--repetition-penalties", args.repetition_penalties,
-                  "--shortlist", args.shortlist, "--modes", args.modes, "--max-new-tokens", args.calibration_tokens,
+                  "--shortlist", args.shortlist, "--modes", args.modes, "--scopes", args.scopes,
+                  *[arg for window in args.windows.split(",") if window for arg in ("--window", window)],
+                  "--max-new-tokens", args.calibration_tokens,
                   "--out", RUNS / "calibration",
                   "-o", RUNS / "calibration" / "vector.safetensors")
         if args.ship:

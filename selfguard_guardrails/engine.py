@@ -11,6 +11,7 @@ import math
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from .leakage.policy import LeakPolicy
 from .leakage.streaming import StreamGuard
 from .locking import hold_model
 from .model import LoadedModel, load_model
+from .probe import AwarenessProbe
 from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt, normalize_messages
 from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
@@ -50,6 +52,9 @@ class _Prepared:
     attention_mask: torch.Tensor
     prompt_lengths: torch.Tensor
     opens_think: list[bool]
+
+
+_SCORES_KEPT = 256  # probe scores remembered per engine (a few kB)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,9 @@ class SelfGuard:
         self._vector: SteeringVector | None = None
         self._explicit_setting = setting
         self._setting: SteeringSetting | None = None
+        # probe scores of recently gated prompt texts: the pieces of one guided tool call, or a
+        # retried question, are gated once (reset whenever the probe changes)
+        self._scores_of: tuple[AwarenessProbe | None, OrderedDict[str, float]] = (None, OrderedDict())
 
     @classmethod
     def from_pretrained(
@@ -557,9 +565,24 @@ class SelfGuard:
                           fingerprint=self.loaded.fingerprint)
         threshold = self.gate.threshold_for(probe)
         texts = [self.render(messages, Mode.PLAIN) for messages in conversations]
-        states = last_token_activations(self.loaded.model, self.loaded.tokenizer, texts, progress=False,
-                                        up_to_layer=probe.layer)
-        return [float(v) for v in probe.score(states[:, probe.layer]) - threshold]
+        return [score - threshold for score in self._probe_scores(probe, texts)]
+
+    def _probe_scores(self, probe: AwarenessProbe, texts: list[str]) -> list[float]:
+        """Raw probe scores, reading only the texts not scored recently by this same probe."""
+        owner, known = self._scores_of
+        if owner is not probe:
+            known = OrderedDict()
+            self._scores_of = (probe, known)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            states = last_token_activations(self.loaded.model, self.loaded.tokenizer, missing, progress=False,
+                                            up_to_layer=probe.layer)
+            known.update(zip(missing, (float(v) for v in probe.score(states[:, probe.layer])), strict=True))
+        for text in texts:
+            known.move_to_end(text)
+        while len(known) > _SCORES_KEPT:
+            known.popitem(last=False)
+        return [known[text] for text in texts]
 
     def _routes(self, mode: Mode, scores: list[float] | None, rows: int) -> list[_Route]:
         """Per prompt, the mode it actually runs in; for a fired gate also its λ."""

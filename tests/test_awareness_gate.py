@@ -150,6 +150,16 @@ def test_the_gate_costs_one_prefill_up_to_the_probe_layer_and_no_more(smollm_tok
     probe_layer = engine.vector.probe.layer
     extra = [g - u for g, u in zip(guarded, ungated, strict=True)]
     assert extra == [len(PROMPTS) if layer <= probe_layer else 0 for layer in range(len(extra))]
+    counter = LayerCalls(engine.loaded.model)
+    engine.batch(PROMPTS, mode="guarded", max_new_tokens=3)  # the same prompts again: scores remembered
+    assert counter.close() == ungated
+
+
+def test_remembered_scores_are_dropped_when_the_probe_changes(smollm_tokenizer):
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    before = engine.awareness(PROMPTS)
+    engine.vector.probe = replace(engine.vector.probe, direction=-engine.vector.probe.direction)
+    assert engine.awareness(PROMPTS) == pytest.approx([-score for score in before], abs=1e-5)
 
 
 def test_guarded_mode_needs_a_probe(smollm_tokenizer):

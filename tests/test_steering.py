@@ -56,21 +56,26 @@ def test_zero_strength_equals_baseline(tiny_model):
     assert torch.equal(baseline, steered)
 
 
-def test_hook_adds_exactly_strength_times_vector_at_chosen_layers_only(tiny_model):
-    vector = random_vector(tiny_model)
-    strength, chosen = 0.7, [1, 3]
-    before, before_handles = record_all(tiny_model)  # registered first: sees the unsteered output
+def steered_differences(model, vector, inputs, **steer_options) -> list[torch.Tensor]:
+    """Per layer, what steering added to its output on `inputs` (one forward pass)."""
+    before, before_handles = record_all(model)  # registered first: sees the unsteered output
     try:
-        with torch.no_grad(), steer(tiny_model, vector, strength=strength, layers=chosen):
-            after, after_handles = record_all(tiny_model)  # registered after steering: sees the result
-            tiny_model(INPUT)
+        with torch.no_grad(), steer(model, vector, **steer_options):
+            after, after_handles = record_all(model)  # registered after steering: sees the result
+            model(inputs)
             for handle in after_handles:
                 handle.remove()
     finally:
         for handle in before_handles:
             handle.remove()
-    for index in range(len(before)):
-        difference = after[index].outputs[0] - before[index].outputs[0]
+    return [a.outputs[0] - b.outputs[0] for a, b in zip(after, before, strict=True)]
+
+
+def test_hook_adds_exactly_strength_times_vector_at_chosen_layers_only(tiny_model):
+    vector = random_vector(tiny_model)
+    strength, chosen = 0.7, [1, 3]
+    differences = steered_differences(tiny_model, vector, INPUT, strength=strength, layers=chosen)
+    for index, difference in enumerate(differences):
         if index in chosen:
             expected = (strength * vector.directions[index]).expand_as(difference)
             torch.testing.assert_close(difference, expected, rtol=0, atol=1e-5)
@@ -80,19 +85,8 @@ def test_hook_adds_exactly_strength_times_vector_at_chosen_layers_only(tiny_mode
 
 def test_per_row_strengths_give_each_batch_row_its_own_lambda(tiny_model):
     vector = random_vector(tiny_model)
-    batch = INPUT.repeat(3, 1)
     strengths = [0.0, 0.5, 2.0]
-    before, before_handles = record_all(tiny_model)
-    try:
-        with torch.no_grad(), steer(tiny_model, vector, strength=strengths, layers=[2]):
-            after, after_handles = record_all(tiny_model)
-            tiny_model(batch)
-            for handle in after_handles:
-                handle.remove()
-    finally:
-        for handle in before_handles:
-            handle.remove()
-    difference = after[2].outputs[0] - before[2].outputs[0]
+    difference = steered_differences(tiny_model, vector, INPUT.repeat(3, 1), strength=strengths, layers=[2])[2]
     for row, strength in enumerate(strengths):
         expected = (strength * vector.directions[2]).expand_as(difference[row])
         torch.testing.assert_close(difference[row], expected, rtol=0, atol=1e-5)
