@@ -89,14 +89,15 @@ def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, method: Met
 
 
 def packaged_probe(loaded: LoadedModel, *, harmful: Sequence[str] = (), benign: Sequence[str] = (),
-                   method: ProbeMethod = "logistic", batch_size: int = 16, progress: bool = True) -> AwarenessProbe:
+                   method: ProbeMethod = "logistic", max_false_positive: float = 0.05, batch_size: int = 16,
+                   progress: bool = True) -> AwarenessProbe:
     """The awareness probe fitted on our labelled prompts plus any the caller adds (e.g. a
     calibration split, so the gate has seen prompts phrased like the ones it will judge)."""
     records = calibration_records()
     by_label = {label: [r["prompt"] for r in records if r["label"] == label] for label in ("harmful", "benign")}
     return fit_awareness_probe(loaded.model, loaded.tokenizer, list(dict.fromkeys([*by_label["harmful"], *harmful])),
                                list(dict.fromkeys([*by_label["benign"], *benign])), method=method,
-                               batch_size=batch_size, progress=progress)
+                               max_false_positive=max_false_positive, batch_size=batch_size, progress=progress)
 
 
 def recorded_setting(vector: SteeringVector) -> dict | None:

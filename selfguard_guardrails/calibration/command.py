@@ -81,6 +81,9 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
                            "keep: use the vector's probe as it is")
     grid.add_argument("--probe-method", choices=("logistic", "mean_difference"), default="logistic",
                       help="how a refitted probe is fitted (default logistic)")
+    grid.add_argument("--gate-false-positive", type=_finite_float("--gate-false-positive", minimum=0), default=0.05,
+                      metavar="RATE", help="a refitted probe's own threshold flags at most this share of the benign "
+                                           "prompts it is fitted on, out of fold (default 0.05)")
     search = parser.add_argument_group("search")
     search.add_argument("--shortlist", type=_int_at_least("--shortlist", 1), default=4, metavar="N",
                         help="steered settings to generate for after scoring (default 4)")
@@ -141,7 +144,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         from ..vectors import packaged_probe
 
         probe = packaged_probe(engine.loaded, harmful=harmful, benign=benign, method=args.probe_method,
-                               batch_size=args.batch_size, progress=not args.quiet)
+                               max_false_positive=args.gate_false_positive, batch_size=args.batch_size,
+                               progress=not args.quiet)
         engine.use_vector(dataclasses.replace(engine.vector, probe=probe))
     grid = build_grid(engine.num_layers, modes=modes, scopes=scopes,
                       windows=args.window or default_windows(engine.num_layers, args.width),

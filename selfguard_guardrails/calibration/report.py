@@ -39,8 +39,8 @@ def markdown(report: CalibrationReport) -> str:
              "",
              *([] if (gate := report.gate) is None else [
                  f"Awareness gate: {gate['method']} probe at layer {gate['layer']} (held-out AUC {gate['auc']:.3f}); "
-                 f"its own threshold flags {gate['harmful_flagged']:.0%} of these harmful and "
-                 f"{gate['benign_flagged']:.0%} of these benign prompts.", ""]),
+                 f"its own threshold ({gate['threshold']:.4g}) flags {gate['harmful_flagged']:.0%} of these harmful "
+                 f"and {gate['benign_flagged']:.0%} of these benign prompts.", ""]),
              "| setting | refusal log-prob (harmful) | benign KL | harmful refusal | benign refusal | degenerate "
              "| verdict |",
              "|---|---|---|---|---|---|---|",
@@ -49,7 +49,12 @@ def markdown(report: CalibrationReport) -> str:
     if report.chosen is None:
         lines += ["", "No shortlisted setting met the limits: loosen them, widen the grid or lower the strengths."]
     else:
-        lines += ["", f"Chosen: **{report.chosen.candidate.label}**."]
+        chosen = report.chosen.candidate
+        gated = ""
+        if chosen.mode.gated and report.gate:
+            threshold = report.gate["threshold"] + report.chosen.gate_offset
+            gated = f" In `guarded` mode the gate fires at threshold {threshold:.4g} and applies λ {chosen.strength:g}."
+        lines += ["", f"Chosen: **{chosen.label}**.{gated}"]
     return "\n".join(lines) + "\n"
 
 

@@ -250,6 +250,7 @@ def _scored_part(candidate: Candidate) -> Candidate:
 
 def _gate_summary(probe: Any, harmful: Sequence[float], benign: Sequence[float]) -> dict[str, Any]:
     return {"method": probe.method, "layer": probe.layer, "auc": round(probe.auc, 4),
+            "threshold": round(probe.threshold, 4),
             "harmful_flagged": rate([s >= 0 for s in harmful]).value,
             "benign_flagged": rate([s >= 0 for s in benign]).value}
 
