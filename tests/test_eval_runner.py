@@ -93,3 +93,19 @@ def test_guarded_benign_kl_counts_prompts_the_gate_lets_through_as_their_below_m
         kl(math.inf, "prompt", "prompt-only"))
     stronger = kl(-math.inf, "guarded", "open", gate=GateSetting(strength=4.0))
     assert stronger > kl(-math.inf, "self-guard", "ungated") > 0.0  # the gate's λ 4 moves it more than λ 2
+
+
+def test_the_report_measures_the_probe_on_its_own_sets(tmp_path, smollm_tokenizer):
+    from tests.test_awareness_gate import gated_engine
+
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    sets = {"harmful": items("harmful", 3), "benign": items("benign", 3)}
+    report = EvalRun(engine, tmp_path, ["plain"], max_new_tokens=2, progress=False).run(sets)
+    harmful = engine.awareness([i.prompt for i in sets["harmful"]])
+    benign = engine.awareness([i.prompt for i in sets["benign"]])
+    expected_auc = sum((h > b) + 0.5 * (h == b) for h in harmful for b in benign) / 9
+    probe = report["probe"]
+    assert probe["layer"] == 2 and probe["auc"] == pytest.approx(expected_auc, abs=1e-4)
+    assert probe["harmful_flagged"]["count"] == sum(s >= 0 for s in harmful)
+    assert probe["benign_flagged"]["count"] == sum(s >= 0 for s in benign)
+    assert "Awareness probe (mean_difference, layer 2) on these sets: AUC" in (tmp_path / "report.md").read_text()

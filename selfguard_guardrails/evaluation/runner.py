@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from ..config import Mode
 from ..errors import CorruptFileError, InvalidSettingError
+from ..probe import auc
 from .datasets import EvalItem
 from .judges import degeneration, is_refusal
 from .metrics import awareness_compliance_gap, is_correct_answer, next_token_kl, rate
@@ -153,6 +155,8 @@ class EvalRun:
         benign = [i.prompt for i in sets.get("benign", [])]
         report: dict[str, Any] = {"modes": {}, "counts": {k: len(v) for k, v in sets.items()},
                                   "max_new_tokens": self.max_new_tokens, "judge": judge_name(self.judge)}
+        if awareness is not None and benign:
+            report["probe"] = self._probe_summary(awareness, self.engine.awareness(benign))
         for mode in self.modes:
             mine = [r for r in rows if r["mode"] == mode]
 
@@ -180,6 +184,14 @@ class EvalRun:
         (self.out_dir / "report.md").write_text(markdown_table(report), encoding="utf-8")
         write_eval_plots(report, self.out_dir)
         return report
+
+    def _probe_summary(self, harmful: list[float], benign: list[float]) -> dict[str, Any]:
+        """How well the gate's probe separates these sets: AUC and the share its threshold flags."""
+        probe = self.engine.vector.probe
+        return {"method": probe.method, "layer": probe.layer,
+                "auc": round(auc(torch.tensor(harmful), torch.tensor(benign)), 4),
+                "harmful_flagged": rate(s >= 0 for s in harmful).as_dict(),
+                "benign_flagged": rate(s >= 0 for s in benign).as_dict()}
 
     def _benign_kl(self, prompts: list[str], mode: str) -> float:
         """Mean next-token KL from plain; in `guarded` mode, flagged prompts are read as Self-Guard
@@ -218,6 +230,11 @@ def markdown_table(report: dict[str, Any]) -> str:
              "|---|" + "---|" * len(columns)]
     for mode, entry in report["modes"].items():
         lines.append(f"| {mode} | " + " | ".join(_cell(entry, key) for _, key in columns) + " |")
+    probe = report.get("probe")
+    if probe:
+        lines += ["", f"Awareness probe ({probe['method']}, layer {probe['layer']}) on these sets: AUC "
+                      f"{probe['auc']:.3f}; its threshold flags {_cell(probe, 'harmful_flagged')} of the harmful and "
+                      f"{_cell(probe, 'benign_flagged')} of the benign prompts (where `guarded` applies Self-Guard)."]
     gaps = [(mode, e["awareness_compliance_gap"]) for mode, e in report["modes"].items()
             if "awareness_compliance_gap" in e]
     if gaps:
