@@ -20,6 +20,7 @@ _EXPORTS = {
     "Timings": "results",
     "Mode": "config",
     "SteeringSetting": "config",
+    "GateSetting": "config",
     "SafetyPrompt": "prompting",
     "SteeringVector": "steering",
     "steer": "steering",
