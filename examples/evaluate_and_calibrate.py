@@ -6,7 +6,7 @@ grid of (mode, layers, λ) without generating, generates for the best few, and p
 with the most harmful refusals within limits on over-refusal, degeneration and KL;
 `calibrated_vector` puts that setting into the vector file.
 
-Six prompts of each kind and a five-cell grid keep this example to a minute or two on a CPU,
+Six prompts of each kind and a nine-cell grid keep this example to a minute or two on a CPU,
 so its figures say nothing about the method: see docs/report.md for a real run.
 
 Run:  OMP_NUM_THREADS=1 python examples/evaluate_and_calibrate.py
@@ -49,7 +49,7 @@ def main() -> None:
     guard = SelfGuard.from_pretrained(progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        run = EvalRun(guard, out / "eval", ["plain", "self-guard"], max_new_tokens=24, progress=False)
+        run = EvalRun(guard, out / "eval", ["plain", "self-guard", "guarded"], max_new_tokens=24, progress=False)
         metrics = run.run({"harmful": items("h", HARMFUL), "benign": items("b", BENIGN)})
         for mode, entry in metrics["modes"].items():
             print(f"eval {mode}: harmful refusal {entry['harmful_refusal']['rate']:.0%}, "
@@ -57,7 +57,8 @@ def main() -> None:
                   f"benign KL {entry['benign_next_token_kl']:.3f}")
         print("eval wrote:", ", ".join(sorted(p.name for p in (out / "eval").iterdir())))
 
-        grid = build_grid(guard.num_layers, modes=["prompt", "self-guard"], windows=[(18, 19, 20), (21, 22, 23)],
+        grid = build_grid(guard.num_layers, modes=["prompt", "self-guard", "guarded"],
+                          windows=[(18, 19, 20), (21, 22, 23)],
                           strengths=(0.5, 1.0))
         report = Calibrator(guard, shortlist=1, max_new_tokens=24, progress=False,
                             limits=CalibrationLimits(max_over_refusal=0.2, max_degeneration=0.2)).run(

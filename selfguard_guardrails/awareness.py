@@ -17,7 +17,7 @@ from torch import nn
 from .errors import InvalidMessagesError, InvalidSettingError
 from .extraction import last_token_activations
 from .probe import PROBE_METHODS, AwarenessProbe, ProbeMethod, auc
-from .prompting import ChatRenderer, apply_safety_prompt, normalize_messages
+from .prompting import ChatRenderer, Messages, apply_safety_prompt, normalize_messages
 
 L2_PENALTY = 0.1  # on standardised states; 0.1 beat 1 and 10 in out-of-fold AUC on our calibration set
 
@@ -34,10 +34,18 @@ def _best_threshold(positive: torch.Tensor, negative: torch.Tensor, max_false_po
     return best
 
 
-def plain_renders(tokenizer: Any, prompts: Sequence[str]) -> list[str]:
-    """Prompts rendered as the user sent them (no safety text): what the probe reads."""
-    renderer = ChatRenderer(tokenizer)
-    return [renderer.render(apply_safety_prompt(normalize_messages(p), None)) for p in prompts]
+def probe_texts(renderer: ChatRenderer, prompts: Sequence[Messages]) -> list[str]:
+    """Each prompt's request rendered as the user sent it (no safety text): what the probe reads,
+    when it is fitted and when it gates."""
+    return [renderer.render(apply_safety_prompt(request_of(p), None)) for p in prompts]
+
+
+def request_of(messages: Messages) -> list[dict[str, Any]]:
+    """The latest user turn on its own (a valid conversation has one): the probe was fitted on
+    single requests, and a system prompt, tool schemas or earlier turns move its score (a bound
+    weather tool and its result pushed a weather question over the embedded model's threshold)."""
+    *_, request = (m for m in normalize_messages(messages) if m["role"] == "user")
+    return [{"role": "user", "content": request["content"]}]
 
 
 def _logistic(states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -125,7 +133,7 @@ def fit_awareness_probe(
     if len(harmful) < folds or len(benign) < folds:
         raise InvalidMessagesError(f"The awareness probe needs at least {folds} harmful and {folds} benign prompts "
                                    f"(one per fold), got {len(harmful)} and {len(benign)}.")
-    states = last_token_activations(model, tokenizer, plain_renders(tokenizer, [*harmful, *benign]),
+    states = last_token_activations(model, tokenizer, probe_texts(ChatRenderer(tokenizer), [*harmful, *benign]),
                                     batch_size=batch_size, desc="awareness probe", progress=progress)
     labels = torch.tensor([1] * len(harmful) + [0] * len(benign))
     return probe_from_states(states, labels, method=method, folds=folds, max_false_positive=max_false_positive)

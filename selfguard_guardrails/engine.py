@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from .audit import AuditLog, AuditSink, audit_log, record_for
+from .awareness import probe_texts
 from .config import DEFAULT_MAX_NEW_TOKENS, GateSetting, Mode, SteeringSetting
 from .decoding import DecodeClock, DecodeOptions, Decoder
 from .errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
@@ -551,8 +552,8 @@ class SelfGuard:
             return self._awareness_scores(conversations, Mode.GUARDED) or []
 
     def _awareness_scores(self, conversations: Sequence[Messages], mode: Mode) -> list[float] | None:
-        """The probe on each prompt rendered as in `plain` mode (None unless `mode` is gated). The
-        forward pass stops at the probe's layer and keeps no cache: a fraction of one prefill."""
+        """The probe on each prompt's latest request (None unless `mode` is gated). The forward
+        pass stops at the probe's layer and keeps no cache: a fraction of one prefill."""
         if not mode.gated:
             return None
         vector = self.vector
@@ -564,8 +565,7 @@ class SelfGuard:
         vector.check_fits(num_layers=self.num_layers, hidden_size=model_shape(self.loaded)[1],
                           fingerprint=self.loaded.fingerprint)
         threshold = self.gate.threshold_for(probe)
-        texts = [self.render(messages, Mode.PLAIN) for messages in conversations]
-        return [score - threshold for score in self._probe_scores(probe, texts)]
+        return [score - threshold for score in self._probe_scores(probe, probe_texts(self._renderer, conversations))]
 
     def _probe_scores(self, probe: AwarenessProbe, texts: list[str]) -> list[float]:
         """Raw probe scores, reading only the texts not scored recently by this same probe."""

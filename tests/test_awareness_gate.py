@@ -67,6 +67,18 @@ def test_a_planted_direction_fires_the_gate_and_its_opposite_does_not(smollm_tok
         assert result.answer == expected.answer and result.mode == "guarded"
 
 
+def test_the_probe_reads_the_latest_request_alone(smollm_tokenizer):
+    """A system prompt, earlier turns and tool results are not what the probe was fitted on."""
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    conversation = [{"role": "system", "content": "You are a weather bot."},
+                    {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                    {"role": "user", "content": PROMPTS[0]},
+                    {"role": "assistant", "content": "", "tool_calls": [{"name": "story", "arguments": {}}]},
+                    {"role": "tool", "name": "story", "content": "Once upon a time"}]
+    alone, in_context = engine.awareness([PROMPTS[0], conversation])
+    assert in_context == pytest.approx(alone, abs=1e-5)
+
+
 def test_nothing_flagged_means_plain_answers(smollm_tokenizer):
     engine = gated_engine(smollm_tokenizer, threshold=math.inf)
     for result, plain in zip(engine.batch(PROMPTS, max_new_tokens=6),
@@ -225,10 +237,12 @@ def test_auc_and_fitted_probe_mechanics(smollm_tokenizer):
     assert torch.isclose(probe.direction.norm(), torch.tensor(1.0))
     low, high = probe.score_range
     assert low < probe.threshold + 1e-3 and low < high
-    from selfguard_guardrails.awareness import plain_renders
+    from selfguard_guardrails.awareness import probe_texts
     from selfguard_guardrails.extraction import last_token_activations
+    from selfguard_guardrails.prompting import ChatRenderer
 
-    states = last_token_activations(model, smollm_tokenizer, plain_renders(smollm_tokenizer, benign), progress=False)
+    texts = probe_texts(ChatRenderer(smollm_tokenizer), benign)
+    states = last_token_activations(model, smollm_tokenizer, texts, progress=False)
     false_positive = (probe.score(states[:, probe.layer]) >= probe.threshold).float().mean()
     assert false_positive <= 0.05 + 1e-6
 

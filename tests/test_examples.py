@@ -39,8 +39,9 @@ EXPECTED = {
     "leak_audit.py": ["[plain] policy action:", "[guarded] policy action:", "found private_context/",
                       "[stream] text shown:", "audit.jsonl: 3 records", "audit.db: 3 records",
                       "raw values in the audit logs: none"],
-    "evaluate_and_calibrate.py": ["eval plain: harmful refusal", "eval self-guard:", "records.jsonl, report.md",
-                                  "calibration chose:", "loaded from file: SteeringSetting", "recorded: {'mode'"],
+    "evaluate_and_calibrate.py": ["eval plain: harmful refusal", "eval self-guard:", "eval guarded:",
+                                  "records.jsonl, report.md", "calibration chose: guarded",
+                                  "loaded from file: SteeringSetting", "recorded: {'mode'"],
 }
 
 
