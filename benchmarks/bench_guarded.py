@@ -4,7 +4,7 @@ against the alternatives to it.
 Measured in one run on the embedded model, greedy, best of --repeats, on a mix of harmful
 (HarmBench test) and benign (benign_edgy_80) prompts from ../shared/data, decoded in batches:
 - seconds per prompt of `plain`, `self-guard` and `guarded` generation, and their ratios;
-- the gate's own cost per prompt: the probe pass as shipped (the plain prompt read up to the
+- the gate's own cost per prompt: the probe pass as shipped (the request read alone up to the
   probe's layer, no KV cache), the same pass through every layer, and the prefills it sits next
   to (plain and self-guard renders, with the KV cache). The alternative to a separate probe pass
   is to read the probe during a plain prefill and keep its cache for prompts the gate lets
@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from timing import best  # noqa: E402 - benchmarks/timing.py, next to this script
 
+from selfguard_guardrails.awareness import probe_texts  # noqa: E402
 from selfguard_guardrails.config import Mode  # noqa: E402
 from selfguard_guardrails.decoding import DecodeOptions  # noqa: E402
 from selfguard_guardrails.engine import SelfGuard  # noqa: E402
@@ -67,7 +68,7 @@ def prefill(engine: SelfGuard, mode: Mode) -> Callable[[list[str]], object]:
 
 def probe_pass(engine: SelfGuard, up_to_layer: int | None) -> Callable[[list[str]], object]:
     def run(batch: list[str]) -> object:
-        texts = [engine.render(p, Mode.PLAIN) for p in batch]
+        texts = probe_texts(engine._renderer, batch)
         return last_token_activations(engine.loaded.model, engine.loaded.tokenizer, texts, progress=False,
                                       up_to_layer=up_to_layer)
     return run
@@ -102,7 +103,8 @@ def main() -> int:
     strategies = {  # extra seconds per prompt over ungated Self-Guard's own work
         "separate probe pass to the probe layer (shipped)": per_prompt["probe pass (to the probe layer)"],
         "separate probe pass through every layer": per_prompt["probe pass (every layer)"],
-        "probe in a cached plain prefill, second prefill when fired": fired * per_prompt["prefill self-guard"],
+        # a fired row throws its plain prefill away and prefills again as self-guard
+        "probe in a cached plain prefill, second prefill when fired": fired * per_prompt["prefill plain"],
     }
     figures = {
         "date": date.today().isoformat(), "model": engine.loaded.name, "prompts": len(prompts),
