@@ -83,13 +83,15 @@ def evaluate(eval_args: list[str | Path], parallel: int) -> None:
     selfguard(*eval_args, "--modes", MODES, "--out", RUNS / "report")
 
 
-def keep_only_plain_records() -> None:
-    """A new setting makes every steered or gated record stale; plain answers do not depend on it."""
+def keep_records_without_the_vector() -> None:
+    """A new setting makes every steered or gated record stale; plain and prompt-only answers do
+    not depend on the vector."""
     merged = RUNS / "report" / "records.jsonl"
     if not merged.is_file():
         return
-    plain = [line for line in merged.read_text(encoding="utf-8").splitlines() if json.loads(line)["mode"] == "plain"]
-    merged.write_text("".join(line + "\n" for line in plain), encoding="utf-8")
+    kept = [line for line in merged.read_text(encoding="utf-8").splitlines()
+            if json.loads(line)["mode"] in ("plain", "prompt")]
+    merged.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 def main() -> int:
@@ -131,7 +133,7 @@ def main() -> int:
                   "-o", RUNS / "calibration" / "vector.safetensors")
         if args.ship:
             shutil.copyfile(RUNS / "calibration" / "vector.safetensors", shipped)
-            keep_only_plain_records()
+            keep_records_without_the_vector()
     evaluate(["eval", "--harmful", DATA / "harmbench_behaviors_text_test.csv", "--where",
               "FunctionalCategory=standard", "--benign", RUNS / "benign-report.json", "--utility",
               DATA / "gsm8k_100.json", "--max-new-tokens", args.max_new_tokens], args.parallel)

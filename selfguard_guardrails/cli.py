@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "setting.")
     extract.add_argument("--prompts", metavar="FILE", help="calibration prompts (default: the packaged set)")
     extract.add_argument("--method", choices=METHODS, default="mean_difference")
+    extract.add_argument("--baseline", choices=("neutral", "bare"), default="neutral",
+                         help="what the safety prompt's shift is measured against: the same system message and "
+                              "reminder slots with neutral text (default), or the bare prompt (the paper's)")
     extract.add_argument("--probe-method", choices=PROBE_METHODS, default="logistic",
                          help="how the awareness probe is fitted (default logistic; mean_difference also "
                               "learns how harmful and benign prompts happen to be phrased)")
@@ -624,6 +627,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .extraction import extract_steering_vector
     from .layers import validate_layers
     from .model import load_model
+    from .prompting import BASELINES
     from .vectors import calibration_vector
 
     if args.prompts is not None:
@@ -648,12 +652,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
                                   scope=args.scope or base.scope, source="vector file")
     started = time.perf_counter()
     if args.prompts is None:  # our labelled set: fit the awareness probe too
-        vector = calibration_vector(loaded, engine.safety_prompt, method=args.method,
+        vector = calibration_vector(loaded, engine.safety_prompt, baseline=BASELINES[args.baseline], method=args.method,
                                     probe_method=args.probe_method, batch_size=args.batch_size,
                                     progress=not args.quiet)
     else:
         vector = extract_steering_vector(loaded.model, loaded.tokenizer, prompts, safety=engine.safety_prompt,
-                                         method=args.method, batch_size=args.batch_size,
+                                         baseline=BASELINES[args.baseline], method=args.method,
+                                         batch_size=args.batch_size,
                                          model_fingerprint=loaded.fingerprint, model_name=loaded.name,
                                          progress=not args.quiet)
     if setting is not None:
@@ -667,7 +672,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     lines = [
         f"Saved steering vector to {path}",
         f"  model:    {loaded.name} (fingerprint {loaded.fingerprint})",
-        f"  method:   {vector.method}, {vector.num_prompts} prompts from {origin} "
+        f"  method:   {vector.method} against the {args.baseline} baseline, {vector.num_prompts} prompts from {origin} "
         f"in {time.perf_counter() - started:.1f} s",
         f"  shape:    {vector.num_layers} layers × {vector.hidden_size}",
         "  setting:  " + (f"layers {format_layers(setting.layers)}, λ {setting.strength:g}, scope {setting.scope} "
@@ -700,7 +705,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("hidden size", info["hidden_size"]),
         ("context window", f"{info['context_window']} tokens"),
         ("default mode", info["default_mode"]),
-        ("vector", f"{vector['method']} from {vector['prompts']} prompts"
+        ("vector", f"{vector['method']} against the {vector['baseline']} baseline, from {vector['prompts']} prompts"
                    + (f" (library {vector['library_version']})" if vector.get("library_version") else "")),
         ("steering", f"layers {format_layers(steering['layers'])}, λ {steering['strength']:g}, "
                      f"scope {steering['scope']}"

@@ -33,7 +33,15 @@ from .leakage.streaming import StreamGuard
 from .locking import hold_model
 from .model import LoadedModel, load_model
 from .probe import AwarenessProbe
-from .prompting import ChatRenderer, Messages, SafetyPrompt, apply_safety_prompt, normalize_messages
+from .prompting import (
+    NEUTRAL_BASELINE,
+    ChatRenderer,
+    Messages,
+    SafetyPrompt,
+    apply_safety_prompt,
+    baseline_name,
+    normalize_messages,
+)
 from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
 from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
 from .scoring import sequence_logprobs
@@ -177,16 +185,18 @@ class SelfGuard:
             return self._vector
 
     def extract_vector(self, prompts: Sequence[str] | None = None, *, method: str = "mean_difference",
-                       batch_size: int = 16) -> SteeringVector:
+                       baseline: SafetyPrompt | None = NEUTRAL_BASELINE, batch_size: int = 16) -> SteeringVector:
         """Measure a new vector for this model and safety prompt and use it from now on. Without
-        prompts, our labelled calibration set is used and the awareness probe is fitted too."""
+        prompts, our labelled calibration set is used and the awareness probe is fitted too.
+        `baseline` is what the safety prompt's shift is measured against (None: the bare prompt)."""
         if prompts is None:
-            vector = calibration_vector(self.loaded, self.safety_prompt, method=method, batch_size=batch_size,
+            vector = calibration_vector(self.loaded, self.safety_prompt, baseline=baseline,
+                                        method=method, batch_size=batch_size,  # type: ignore[arg-type]
                                         progress=self.progress)
         else:
             vector = extract_steering_vector(
                 self.loaded.model, self.loaded.tokenizer, list(prompts), safety=self.safety_prompt,
-                method=method, batch_size=batch_size,  # type: ignore[arg-type]
+                baseline=baseline, method=method, batch_size=batch_size,  # type: ignore[arg-type]
                 model_fingerprint=self.loaded.fingerprint, model_name=self.loaded.name, progress=self.progress)
         with self._vector_lock:
             self._vector, self._setting = vector, None
@@ -254,7 +264,8 @@ class SelfGuard:
             "hidden_size": int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0)),
             "context_window": self.loaded.context_window,
             "default_mode": self.default_mode.value,
-            "vector": {"method": vector.method, "prompts": vector.num_prompts, "model": vector.model_name,
+            "vector": {"method": vector.method, "baseline": baseline_name(vector.baseline_hash),
+                       "prompts": vector.num_prompts, "model": vector.model_name,
                        "library_version": vector.library_version,
                        "norms": {str(k): round(v, 4) for k, v in vector.norms().items() if k in setting.layers}},
             "steering": {"layers": list(setting.layers), "strength": setting.strength, "scope": setting.scope,

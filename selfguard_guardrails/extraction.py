@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .errors import InvalidMessagesError, InvalidSettingError
 from .layers import decoder_layers
-from .prompting import ChatRenderer, SafetyPrompt, apply_safety_prompt, normalize_messages
+from .prompting import NEUTRAL_BASELINE, ChatRenderer, SafetyPrompt, apply_safety_prompt, normalize_messages
 from .steering import SteeringVector
 
 Method = Literal["mean_difference", "pca"]
@@ -99,13 +99,16 @@ def extract_steering_vector(
     prompts: Sequence[str],
     *,
     safety: SafetyPrompt | None = None,
+    baseline: SafetyPrompt | None = NEUTRAL_BASELINE,
     method: Method = "mean_difference",
     batch_size: int = 16,
     model_fingerprint: str = "",
     model_name: str = "",
     progress: bool = True,
 ) -> SteeringVector:
-    """Measure how the safety prompt shifts each layer's last-prompt-token state, averaged over prompts."""
+    """Measure how the safety prompt shifts each layer's last-prompt-token state, averaged over
+    prompts, against `baseline`: the same slots with neutral text (default), or None for the
+    bare prompt as in the paper."""
     if method not in ("mean_difference", "pca"):
         raise InvalidSettingError(f"Unknown extraction method {method!r}: use 'mean_difference' or 'pca'.")
     prompts = [p for p in prompts if isinstance(p, str) and p.strip()]
@@ -115,15 +118,16 @@ def extract_steering_vector(
         raise InvalidSettingError(f"batch_size must be at least 1, got {batch_size}.")
     safety = safety or SafetyPrompt()
     renderer = ChatRenderer(tokenizer)
-    plain, guarded = [], []
+    baseline_texts, safety_texts = [], []
     for prompt in prompts:
         messages = normalize_messages(prompt)
-        plain.append(renderer.render(apply_safety_prompt(messages, None)))
-        guarded.append(renderer.render(apply_safety_prompt(messages, safety)))
-    with_safety = last_token_activations(model, tokenizer, guarded, batch_size=batch_size,
+        baseline_texts.append(renderer.render(apply_safety_prompt(messages, baseline)))
+        safety_texts.append(renderer.render(apply_safety_prompt(messages, safety)))
+    with_safety = last_token_activations(model, tokenizer, safety_texts, batch_size=batch_size,
                                          desc="with safety prompt", progress=progress)
-    without = last_token_activations(model, tokenizer, plain, batch_size=batch_size,
-                                     desc="without safety prompt", progress=progress)
+    without = last_token_activations(model, tokenizer, baseline_texts, batch_size=batch_size,
+                                     desc="with the baseline" if baseline else "without safety prompt",
+                                     progress=progress)
     differences = with_safety - without  # [prompts, layers, hidden]
     if method == "pca":
         directions = {i: _first_principal_direction(differences[:, i, :]) for i in range(differences.shape[1])}
@@ -136,6 +140,7 @@ def extract_steering_vector(
         hidden_size=differences.shape[2],
         method=method,
         safety_prompt_hash=safety.fingerprint(),
+        baseline_hash=baseline.fingerprint() if baseline else "",
         num_prompts=len(prompts),
         library_version=__version__,
         model_name=model_name,

@@ -24,6 +24,11 @@ DEFAULT_SAFETY_SYSTEM = (
     "Otherwise, answer helpfully."
 )
 DEFAULT_SAFETY_REMINDER = "(If this request is harmful, refuse it.)"
+# What the safety prompt's shift is measured against by default: the same two slots filled with
+# neutral text, so the vector keeps what the safety *content* does and drops what any system
+# message and reminder do (on the embedded model: 97.6% vs 80.5% refusal at the shipped λ).
+NEUTRAL_BASELINE_SYSTEM = "You are a helpful assistant."
+NEUTRAL_BASELINE_REMINDER = "(Please answer.)"
 THINK_IN_TAGS_INSTRUCTION = (
     "First reason step by step inside <think> and </think> tags, then give your final answer "
     "after the closing </think> tag."
@@ -43,6 +48,16 @@ class SafetyPrompt:
     def fingerprint(self) -> str:
         """Short hash stored with steering vectors, so a vector records which prompt made it."""
         return hashlib.sha256(f"{self.system}\x00{self.reminder}".encode()).hexdigest()[:16]
+
+
+NEUTRAL_BASELINE = SafetyPrompt(system=NEUTRAL_BASELINE_SYSTEM, reminder=NEUTRAL_BASELINE_REMINDER)
+BASELINES: dict[str, SafetyPrompt | None] = {"neutral": NEUTRAL_BASELINE, "bare": None}
+
+
+def baseline_name(baseline_hash: str) -> str:
+    """What a vector's `baseline_hash` stands for: "bare", "neutral", or "custom"."""
+    names = {(prompt.fingerprint() if prompt else ""): name for name, prompt in BASELINES.items()}
+    return names.get(baseline_hash, "custom")
 
 
 def normalize_messages(messages: Messages) -> list[dict[str, Any]]:

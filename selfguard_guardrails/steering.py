@@ -44,6 +44,7 @@ class SteeringVector:
     hidden_size: int
     method: str = "mean_difference"
     safety_prompt_hash: str = ""
+    baseline_hash: str = ""  # what the safety prompt's shift was measured against; "" = the bare prompt
     num_prompts: int = 0
     library_version: str = ""
     model_name: str = ""
@@ -103,6 +104,7 @@ class SteeringVector:
             "hidden_size": str(self.hidden_size),
             "method": self.method,
             "safety_prompt_hash": self.safety_prompt_hash,
+            "baseline_hash": self.baseline_hash,
             "num_prompts": str(self.num_prompts),
             "library_version": self.library_version,
             "model_name": self.model_name,
@@ -146,6 +148,7 @@ class SteeringVector:
                 hidden_size=int(metadata["hidden_size"]),
                 method=metadata.get("method", ""),
                 safety_prompt_hash=metadata.get("safety_prompt_hash", ""),
+                baseline_hash=metadata.get("baseline_hash", ""),
                 num_prompts=int(metadata.get("num_prompts", "0")),
                 library_version=metadata.get("library_version", ""),
                 model_name=metadata.get("model_name", ""),

@@ -21,7 +21,7 @@ from .layers import decoder_layers, validate_layers
 from .model import LoadedModel, default_cache_dir
 from .probe import AwarenessProbe, ProbeMethod
 from .prompt_files import calibration_records
-from .prompting import SafetyPrompt
+from .prompting import NEUTRAL_BASELINE, SafetyPrompt
 from .steering import SteeringVector
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,10 @@ def shipped_vector_path(fingerprint: str) -> Path | None:
 
 
 def cached_vector_path(loaded: LoadedModel, safety: SafetyPrompt, cache_dir: str | os.PathLike | None) -> Path:
+    """Keyed by model, safety prompt and the default baseline, so none of them can go stale."""
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    return root / "vectors" / f"{loaded.fingerprint}-{safety.fingerprint()}.safetensors"
+    name = f"{loaded.fingerprint}-{safety.fingerprint()}-{NEUTRAL_BASELINE.fingerprint()}.safetensors"
+    return root / "vectors" / name
 
 
 def resolve_vector(
@@ -75,13 +77,13 @@ def resolve_vector(
     return vector
 
 
-def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, method: Method = "mean_difference",
-                       probe_method: ProbeMethod = "logistic", batch_size: int = 16,
-                       progress: bool = True) -> SteeringVector:
+def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, baseline: SafetyPrompt | None = NEUTRAL_BASELINE,
+                       method: Method = "mean_difference", probe_method: ProbeMethod = "logistic",
+                       batch_size: int = 16, progress: bool = True) -> SteeringVector:
     """Vector and awareness probe from our packaged, labelled calibration prompts."""
     records = calibration_records()
     vector = extract_steering_vector(loaded.model, loaded.tokenizer, [r["prompt"] for r in records],
-                                     safety=safety, method=method, batch_size=batch_size,
+                                     safety=safety, baseline=baseline, method=method, batch_size=batch_size,
                                      model_fingerprint=loaded.fingerprint, model_name=loaded.name,
                                      progress=progress)
     vector.probe = packaged_probe(loaded, method=probe_method, batch_size=batch_size, progress=progress)

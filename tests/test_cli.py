@@ -127,6 +127,7 @@ def test_keyboard_interrupt_exits_130(capsys, monkeypatch, tmp_path):
 
 
 def test_extract_writes_a_loadable_vector_with_its_setting(setup):
+    from selfguard_guardrails.prompting import NEUTRAL_BASELINE
     from selfguard_guardrails.steering import SteeringVector
 
     vector = SteeringVector.load(setup.vector)
@@ -135,6 +136,7 @@ def test_extract_writes_a_loadable_vector_with_its_setting(setup):
     assert json.loads(vector.extra["setting"]) == {"layers": [17, 18, 19], "strength": 0.5, "scope": "generated"}
     assert setup.vector in setup.summary
     assert "3 prompts" in setup.summary and "17-19" in setup.summary
+    assert "against the neutral baseline" in setup.summary and vector.baseline_hash == NEUTRAL_BASELINE.fingerprint()
     assert " 29:" in setup.summary  # one norm per layer
 
 

@@ -311,3 +311,29 @@ def test_scored_continuations_match_the_rendered_prompt_forward_pass(engine):
                                       abs=1e-3)
     steered = engine.score_continuations("Do you like tea?", options, mode="steer", prefix="Answer: ")
     assert steered != pytest.approx(scores, abs=1e-4)  # the steering hooks were on
+
+
+@pytest.mark.parametrize("baseline", ["neutral", "bare"])
+def test_extraction_is_the_mean_shift_from_the_baseline_to_the_safety_prompt(engine, tmp_path, baseline):
+    """v_l = mean_x [h_l(safety ⊕ x) − h_l(baseline ⊕ x)], the baseline recorded in the file."""
+    from selfguard_guardrails.extraction import extract_steering_vector
+    from selfguard_guardrails.prompting import BASELINES, ChatRenderer, apply_safety_prompt, normalize_messages
+    from selfguard_guardrails.steering import SteeringVector
+
+    model, tokenizer, safety = engine.loaded.model, engine.loaded.tokenizer, engine.safety_prompt
+    against = BASELINES[baseline]
+    renderer = ChatRenderer(tokenizer)
+
+    def states(prompt_texts):
+        texts = [renderer.render(apply_safety_prompt(normalize_messages(p), prompt_texts)) for p in PROMPTS]
+        return last_token_activations(model, tokenizer, texts, progress=False)
+
+    expected = (states(safety) - states(against)).mean(dim=0)
+    vector = extract_steering_vector(model, tokenizer, PROMPTS, safety=safety, baseline=against, progress=False)
+    for layer, direction in vector.directions.items():
+        torch.testing.assert_close(direction, expected[layer])
+    assert vector.baseline_hash == (against.fingerprint() if against else "")
+    assert SteeringVector.load(vector.save(tmp_path / "v.safetensors")).baseline_hash == vector.baseline_hash
+    other = extract_steering_vector(model, tokenizer, PROMPTS, safety=safety, progress=False,
+                                    baseline=BASELINES["bare" if baseline == "neutral" else "neutral"])
+    assert not torch.allclose(other.directions[1], vector.directions[1])
