@@ -43,7 +43,7 @@ def prompt_mix(count: int) -> list[str]:
     """Half harmful, half benign, alternating, so every batch mixes fired and passed gates."""
     with (DATA / "harmbench_behaviors_text_test.csv").open(encoding="utf-8") as handle:
         harmful = [r["Behavior"] for r in csv.DictReader(handle) if r["FunctionalCategory"] == "standard"]
-    benign = [r["prompt"] for r in json.loads((DATA / "benign_edgy_80.json").read_text(encoding="utf-8"))]
+    benign = [r["text"] for r in json.loads((DATA / "benign_edgy_80.json").read_text(encoding="utf-8"))]
     half = count // 2
     return [p for pair in zip(harmful[:half], benign[:half], strict=True) for p in pair]
 
