@@ -39,6 +39,7 @@ MODES = ("plain", "prompt", "steer", "self-guard", "guarded")
 SCOPES = ("all", "generated", "answer")
 PROBE_METHODS = ("logistic", "mean_difference")
 METHODS = ("mean_difference", "pca")
+BASELINE_NAMES = ("neutral", "bare")  # prompting.BASELINES, named here so --help needs no heavy import
 DEMO_RESOURCE = "demo.json"
 
 _DIM, _RESET = "\033[2m", "\033[0m"
@@ -249,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "setting.")
     extract.add_argument("--prompts", metavar="FILE", help="calibration prompts (default: the packaged set)")
     extract.add_argument("--method", choices=METHODS, default="mean_difference")
-    extract.add_argument("--baseline", choices=("neutral", "bare"), default="neutral",
+    extract.add_argument("--baseline", choices=BASELINE_NAMES, default="neutral",
                          help="what the safety prompt's shift is measured against: the same system message and "
                               "reminder slots with neutral text (default), or the bare prompt (the paper's)")
     extract.add_argument("--probe-method", choices=PROBE_METHODS, default="logistic",
@@ -650,14 +651,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
         setting = SteeringSetting(layers=tuple(args.layers if args.layers is not None else base.layers),
                                   strength=args.strength if args.strength is not None else base.strength,
                                   scope=args.scope or base.scope, source="vector file")
+    baseline = BASELINES[args.baseline]
     started = time.perf_counter()
     if args.prompts is None:  # our labelled set: fit the awareness probe too
-        vector = calibration_vector(loaded, engine.safety_prompt, baseline=BASELINES[args.baseline], method=args.method,
+        vector = calibration_vector(loaded, engine.safety_prompt, baseline=baseline, method=args.method,
                                     probe_method=args.probe_method, batch_size=args.batch_size,
                                     progress=not args.quiet)
     else:
         vector = extract_steering_vector(loaded.model, loaded.tokenizer, prompts, safety=engine.safety_prompt,
-                                         baseline=BASELINES[args.baseline], method=args.method,
+                                         baseline=baseline, method=args.method,
                                          batch_size=args.batch_size,
                                          model_fingerprint=loaded.fingerprint, model_name=loaded.name,
                                          progress=not args.quiet)

@@ -475,3 +475,10 @@ def test_steer_tokens_sets_a_token_budget_and_keeps_the_rest_of_the_setting(setu
     assert rc == 0
     assert json.loads(out)["steering"] == {"layers": [17, 18, 19], "strength": 0.5, "scope": "generated",
                                            "max_tokens": 5, "repetition_penalty": 1.0, "source": "command line"}
+
+
+def test_the_baseline_choices_are_the_libraries_baselines():
+    from selfguard_guardrails.cli import BASELINE_NAMES
+    from selfguard_guardrails.prompting import BASELINES
+
+    assert sorted(BASELINE_NAMES) == sorted(BASELINES)
