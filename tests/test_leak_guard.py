@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from selfguard_guardrails.audit import AuditLog, audit_context, read_audit_log
 from selfguard_guardrails.audit_jsonl import JsonlAuditSink
 from selfguard_guardrails.errors import InvalidSettingError
+from selfguard_guardrails.leakage.findings import KINDS
 from selfguard_guardrails.leakage.guard import LeakGuard
 from selfguard_guardrails.leakage.policy import LeakBlockedError, LeakPolicy
 from selfguard_guardrails.leakage.scanner import LeakContext, LeakScanner
@@ -16,6 +19,7 @@ from tests.test_audit import BrokenSink
 from tests.test_engine_mechanics import make_engine
 
 KEY = "AKIA" + "Q4TZ7MNB2XWE9RLD"
+CORPUS = Path(__file__).parent / "data" / "leakage" / "corpus.jsonl"
 CANARY = "heron-quartz-5512"
 
 
@@ -28,11 +32,70 @@ def result(answer: str, reasoning: str = "", strength: float | None = 0.5) -> Ge
 
 
 def test_redact_rewrites_only_the_kinds_it_covers_in_the_texts_asked():
-    guard = LeakGuard(LeakPolicy.parse({"secret": "redact", "redact_in": "answer"}))
+    guard = LeakGuard(LeakPolicy.parse({"secret": "redact", "pii": "log", "redact_in": "answer"}))
     checked = guard.check(result(f"Key {KEY}, mail ana@corp.io", reasoning=f"saw {KEY}"), LeakContext())
     assert checked.answer == "Key [REDACTED:secret/aws_access_key], mail ana@corp.io"
     assert checked.reasoning == f"saw {KEY}"  # redact_in="answer"
     assert checked.leakage.action == "redact" and {f.kind for f in checked.leakage.findings} == {"secret", "pii"}
+    # the report says which findings were redacted: the key in the answer, not the e-mail or the reasoning's key
+    assert sorted((f.kind, f.where, f.redacted) for f in checked.leakage.findings) == [
+        ("pii", "answer", False), ("secret", "answer", True), ("secret", "reasoning", False)]
+
+
+def test_the_default_policy_redacts_every_kind_and_log_stays_a_choice():
+    assert dict(LeakPolicy.parse(None).actions) == dict.fromkeys(KINDS, "redact")
+    assert LeakPolicy.parse({"secret": "block"}).actions["pii"] == "redact"  # kinds not named keep the safe default
+    assert set(LeakPolicy.parse("log").actions.values()) == {"log"}
+    rule = "never discuss refunds above five hundred dollars without asking a manager first"
+    context = LeakContext(system_prompt=f"You are the billing bot of Acme. {rule}.", canaries=(CANARY,))
+    checked = LeakGuard(LeakPolicy.parse(None)).check(
+        result(f"Mail ana@corp.io, key {KEY}, marker {CANARY}. My rules: {rule}."), context)
+    assert sorted(f.kind for f in checked.leakage.findings) == ["pii", "private_context", "secret", "system_prompt"]
+    assert all(f.redacted for f in checked.leakage.findings) and checked.leakage.summary()["redacted"] == 4
+    assert not any(value in checked.answer for value in ("ana@corp.io", KEY, CANARY, "five hundred dollars"))
+
+
+def test_values_a_protected_text_holds_are_leaks_without_their_label():
+    runbook = "Production database: host db-prod-1, user settlement_svc, password Hunter2-Settle-9931. Rotate it."
+    staff = "Settlement lead: Maria Okafor, email maria.okafor@acme-payments.com."
+    scanner = LeakScanner()
+    bare = scanner.scan("", "Try Hunter2-Settle-9931 or write to MARIA.OKAFOR@acme-payments.com",
+                        LeakContext(private_context=(runbook, staff)))
+    assert sorted((f.kind, f.subtype) for f in bare) == [("pii", "email"), ("private_context", "email"),
+                                                          ("private_context", "password")]
+    assert scanner.scan("", "Try Hunter2-Settle-9931.", LeakContext()) == []  # unlabelled and not protected
+    from_system = scanner.scan("", "It is Hunter2-Settle-9931.", LeakContext(system_prompt=runbook))
+    assert [(f.kind, f.subtype) for f in from_system] == [("system_prompt", "password")]
+
+
+@pytest.mark.parametrize("label", ["leak", "lookalike"])
+def test_a_stream_without_documents_shows_what_checking_the_whole_answer_shows(label):
+    """Fed a few characters at a time, a redacting stream over texts with no protected document
+    shows no value before it is caught, and adds up to the whole text redacted at once."""
+    from selfguard_guardrails.leakage.evaluate import context_of, read_corpus
+    from selfguard_guardrails.leakage.report import redact_text
+
+    cases = [c for c in read_corpus(CORPUS) if c["label"] == label and c["kind"] in ("secret", "pii")
+             and not c["system_prompt"] and not c["private_context"]]
+    assert len(cases) > 30
+    policy = LeakPolicy.parse(None)
+    for case in cases:
+        text = case["text"]
+        context = context_of(case)
+        guard = StreamGuard(LeakScanner(), context, policy)
+        shown = stream_text(guard, [("answer", text[i:i + 3]) for i in range(0, len(text), 3)])
+        whole = redact_text(text, LeakScanner().scan_text(text, "answer", context), "answer")
+        assert "".join(t for _, t in shown) == whole, case["id"]
+        for value in case.get("values") or []:
+            assert all(value not in t for _, t in shown), case["id"]
+
+    def pieces(context: LeakContext) -> int:
+        return sum(len(stream_text(StreamGuard(LeakScanner(), context, policy),
+                                   [("answer", c["text"][i:i + 3]) for i in range(0, len(c["text"]), 3)]))
+                   for c in cases)
+
+    # it streams: shown in more pieces than when a protected document makes it hold a long tail
+    assert pieces(LeakContext()) > pieces(LeakContext(private_context=("An unrelated private note.",)))
 
 
 def test_block_raises_or_answers_with_the_refusal():

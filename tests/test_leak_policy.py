@@ -16,13 +16,13 @@ def finding(kind: str, start: int, end: int, where: str = "answer", subtype: str
 
 
 def test_policies_parse_from_a_name_a_mapping_or_nothing():
-    assert LeakPolicy.parse(None).actions == {"secret": "log", "pii": "log", "system_prompt": "log",
-                                              "private_context": "log"}
+    assert LeakPolicy.parse(None).actions == {"secret": "redact", "pii": "redact", "system_prompt": "redact",
+                                              "private_context": "redact"}
     assert set(LeakPolicy.parse("redact").actions.values()) == {"redact"}
     policy = LeakPolicy.parse({"secret": "block", "pii": "redact", "block_with": "refusal"})
-    assert policy.actions["secret"] == "block" and policy.actions["system_prompt"] == "log"
+    assert policy.actions["secret"] == "block" and policy.actions["system_prompt"] == "redact"
     assert policy.block_with == "refusal" and policy.holds_back_streams
-    assert not LeakPolicy().holds_back_streams
+    assert LeakPolicy().holds_back_streams and not LeakPolicy.parse("log").holds_back_streams
 
 
 @pytest.mark.parametrize("value, message", [
@@ -39,7 +39,8 @@ def test_bad_policies_name_the_key_and_the_fix(value, message):
 
 
 def test_the_strongest_action_any_finding_calls_for_wins():
-    policy = LeakPolicy.parse({"secret": "redact", "pii": "block", "private_context": "regenerate"})
+    policy = LeakPolicy.parse({"secret": "redact", "pii": "block", "private_context": "regenerate",
+                               "system_prompt": "log"})
     assert policy.action_for([]) == "none"
     assert policy.action_for([finding("system_prompt", 0, 1)]) == "log"
     assert policy.action_for([finding("secret", 0, 1), finding("private_context", 2, 3)]) == "regenerate"
@@ -59,5 +60,5 @@ def test_redaction_replaces_each_span_with_a_typed_placeholder_and_merges_overla
 def test_report_summary_holds_counts_only():
     report = LeakageReport(findings=[finding("secret", 0, 1), finding("secret", 2, 3, where="reasoning")],
                            action="redact")
-    assert report.summary() == {"findings": 2, "by_kind": {"secret": 2}, "withheld": 0, "action": "redact",
-                                "attempts": 1}
+    assert report.summary() == {"findings": 2, "by_kind": {"secret": 2}, "withheld": 0, "redacted": 0,
+                                "action": "redact", "attempts": 1}

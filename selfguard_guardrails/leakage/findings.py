@@ -26,6 +26,7 @@ class Finding(BaseModel):
     severity: Severity
     excerpt: str = Field(description="the span with its value masked, e.g. 'ghp_…[36 chars]'")
     withheld: bool = Field(default=False, description="in the reasoning but not in the answer")
+    redacted: bool = Field(default=False, description="replaced by a placeholder in the text returned")
 
 
 def redact_value(value: str, *, keep: int = 4) -> str:

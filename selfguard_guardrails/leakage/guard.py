@@ -88,11 +88,12 @@ class LeakGuard:
     def _apply(self, result: GenerationResult, report: LeakageReport) -> GenerationResult:
         update: dict[str, Any] = {"leakage": report}
         if report.action == "redact":
-            redactable = [f for f in report.findings if self.policy.actions[f.kind] == "redact"]
-            if self.policy.redact_in in ("both", "reasoning"):
-                update["reasoning"] = redact_text(result.reasoning, redactable, "reasoning")
-            if self.policy.redact_in in ("both", "answer"):
-                update["answer"] = redact_text(result.answer, redactable, "answer")
+            redactable = [f for f in report.findings if self.policy.actions[f.kind] == "redact"
+                          and self.policy.redact_in in ("both", f.where)]
+            update["reasoning"] = redact_text(result.reasoning, redactable, "reasoning")
+            update["answer"] = redact_text(result.answer, redactable, "answer")
+            marked = [f.model_copy(update={"redacted": True}) if f in redactable else f for f in report.findings]
+            update["leakage"] = report.model_copy(update={"findings": marked})
         elif report.action == "block" and self.policy.block_with == "refusal":
             update |= {"answer": self.policy.refusal_text, "reasoning": ""}
         return result.model_copy(update=update)

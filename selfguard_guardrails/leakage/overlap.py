@@ -130,6 +130,17 @@ def find_canaries(text: str, canaries: Sequence[str]) -> Iterator[Match]:
             yield Match("private_context", "canary", found.start(), found.end(), "critical", canary.lower())
 
 
+def find_values(text: str, values: Sequence[tuple[str, Match]], kind: Kind) -> Iterator[Match]:
+    """Exact occurrences (case-insensitive, not inside a longer token) of values found in a
+    protected source, each reported with the subtype its detector gave it in the source: a
+    password quoted from a private runbook is a leak with or without the label around it."""
+    for value, found_in_source in values:
+        pattern = re.compile(r"(?<![\w\-])" + re.escape(value) + r"(?![\w\-])", re.IGNORECASE)
+        for found in pattern.finditer(text):
+            yield Match(kind, found_in_source.subtype, found.start(), found.end(), found_in_source.severity,
+                        f"value:{found_in_source.key}", found_in_source.prefix)
+
+
 def overlapping_keys(a: str, b: str) -> bool:
     """Whether two copy keys ("source:first-last") name overlapping words of the same source."""
     source_a, range_a = a.split(":")

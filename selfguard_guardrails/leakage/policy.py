@@ -13,6 +13,12 @@ PolicyAction = Literal["log", "redact", "block", "regenerate"]
 ACTIONS: tuple[str, ...] = ("log", "redact", "block", "regenerate")
 _RANK = {"log": 0, "redact": 1, "regenerate": 2, "block": 3}  # which action wins when kinds disagree
 
+# A guardrail guards by default: every kind is redacted unless the caller chooses otherwise.
+# PII too: the engine cannot tell whose data a name, e-mail or phone number is, nor who reads
+# the answer, and PII in an answer is mostly copied from context (documents, tool results) or
+# invented; a placeholder costs a few words, a leak cannot be taken back. `log` is one word away.
+DEFAULT_ACTIONS: Mapping[str, PolicyAction] = dict.fromkeys(KINDS, "redact")  # type: ignore[arg-type]
+
 
 class LeakBlockedError(SelfGuardError):
     """A generation was withheld because a leak check found something its policy blocks.
@@ -27,7 +33,7 @@ class LeakBlockedError(SelfGuardError):
 
 @dataclass(frozen=True)
 class LeakPolicy:
-    """Per-kind actions and how they act.
+    """Per-kind actions and how they act. Kinds not named take `DEFAULT_ACTIONS` (redact).
 
     - `redact_in`: which text `redact` rewrites ("both", "reasoning" or "answer").
     - `block_with`: "raise" (`LeakBlockedError`) or "refusal" (the answer becomes `refusal_text`
@@ -53,7 +59,7 @@ class LeakPolicy:
             if action not in ACTIONS:
                 raise InvalidSettingError(f"Unknown policy action {action!r} for {kind!r}: use one of "
                                           f"{', '.join(ACTIONS)}.")
-        object.__setattr__(self, "actions", {kind: actions.get(kind, "log") for kind in KINDS})
+        object.__setattr__(self, "actions", {kind: actions.get(kind, DEFAULT_ACTIONS[kind]) for kind in KINDS})
         if self.redact_in not in ("both", "reasoning", "answer"):
             raise InvalidSettingError(f"redact_in must be 'both', 'reasoning' or 'answer', got {self.redact_in!r}.")
         if self.block_with not in ("raise", "refusal"):
@@ -65,7 +71,7 @@ class LeakPolicy:
 
     @classmethod
     def parse(cls, value: LeakPolicy | Mapping[str, Any] | str | None) -> LeakPolicy:
-        """A policy from itself, None (log everything), one action for every kind ("redact"), or a
+        """A policy from itself, None (the safe defaults: redact every kind), one action for every kind ("redact"), or a
         mapping of kinds to actions plus any of the options, e.g. {"secret": "block", "pii": "redact"}."""
         if value is None:
             return cls()

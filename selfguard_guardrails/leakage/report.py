@@ -26,7 +26,8 @@ class LeakageReport(BaseModel):
     def summary(self) -> dict[str, Any]:
         """Counts only (no spans, no excerpts): what adapters put into response metadata."""
         return {"findings": len(self.findings), "by_kind": dict(Counter(f.kind for f in self.findings)),
-                "withheld": sum(1 for f in self.findings if f.withheld), "action": self.action,
+                "withheld": sum(1 for f in self.findings if f.withheld),
+                "redacted": sum(1 for f in self.findings if f.redacted), "action": self.action,
                 "attempts": max(1, len(self.attempts))}
 
 

@@ -8,15 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..prompting import DEFAULT_SAFETY_REMINDER, DEFAULT_SAFETY_SYSTEM, THINK_IN_TAGS_INSTRUCTION
 from .findings import KINDS, Finding, Where, redact_value
 from .matches import Match
-from .overlap import find_canaries, find_copies, output_words, overlapping_keys, protected_text
+from .overlap import find_canaries, find_copies, find_values, output_words, overlapping_keys, protected_text
 from .pii import find_pii
-from .secrets import find_secrets
+from .secrets import find_secrets, find_source_passwords
 
 OUR_PROMPTS = (DEFAULT_SAFETY_SYSTEM, DEFAULT_SAFETY_REMINDER, THINK_IN_TAGS_INSTRUCTION)
+MIN_VALUE_LENGTH = 6  # shorter values found in a source (a short ID) match too much ordinary text
+
+
+@lru_cache(maxsize=256)
+def values_in(source: str) -> tuple[tuple[str, Match], ...]:
+    """The secrets and PII a protected text holds, as (value as written, the detector's match)."""
+    found = [*find_secrets(source), *find_source_passwords(source), *find_pii(source)]
+    return tuple((source[m.start:m.end], m) for m in found if m.end - m.start >= MIN_VALUE_LENGTH)
 
 
 @dataclass(frozen=True)
@@ -56,12 +65,15 @@ class LeakScanner:
             words = output_words(text)
             source = protected_text(context.system_prompt, tuple(context.public))
             found += find_copies(words, [source], "system_prompt", "system_prompt", "high")
+            found += find_values(text, values_in(context.system_prompt), "system_prompt")
         if "private_context" in self.kinds:
             found += find_canaries(text, context.canaries)
             if context.private_context:
                 words = words if words is not None else output_words(text)
                 sources = [protected_text(doc, tuple(context.public)) for doc in context.private_context]
                 found += find_copies(words, sources, "private_context", "private_context", "high")
+                found += find_values(text, [v for doc in context.private_context for v in values_in(doc)],
+                                     "private_context")
         return sorted(found, key=lambda m: (m.start, m.end))
 
     def scan(self, reasoning: str, answer: str, context: LeakContext | None = None) -> list[Finding]:

@@ -191,6 +191,20 @@ def find_secrets(text: str) -> Iterator[Match]:
     return iter(_without_overlaps(hits))
 
 
+# In a document the caller protects, "password Tr0ub4dor-9931" (no "is", no colon) is still the
+# password: looser than the patterns for outputs, where it would match prose about passwords.
+_SOURCE_PASSWORD = re.compile(r"\b" + _PASSWORD_WORDS + r"\b\s*[:=]?\s*" + _VALUE, re.IGNORECASE)
+
+
+def find_source_passwords(text: str) -> Iterator[Match]:
+    """Passwords written after the word alone, for reading protected texts (not outputs)."""
+    for found in _SOURCE_PASSWORD.finditer(text):
+        start, end = found.span(1)
+        value = text[start:end].rstrip(_TRAILING)
+        if _strong(value):
+            yield Match("secret", "password", start, start + len(value), "high", value)
+
+
 def _strong_enough_url_password(password: str) -> bool:
     """The credential part of a connection string is a value, not a template or a variable."""
     return (bool(password) and not looks_like_placeholder(password) and not password.startswith("$")

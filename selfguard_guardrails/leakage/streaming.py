@@ -2,11 +2,22 @@
 
 The reasoning is held whole: it is checked (and redacted) when the answer starts or the stream
 ends, and nothing of it is shown if it holds a blocked leak. The answer is shown as it grows,
-except for its last `window` characters, which are held so a span is complete (and caught)
-before any of it is shown; a redacted span still growing holds the text back from its start.
+except for a tail held so a span is complete (and caught) before any of it is shown; a
+redacted span still growing holds the text back from its start.
+
+How long the tail is depends on what can leak. A copy of a system prompt or private document
+grows word by word, so with either in the context the last `window` characters are held.
+Without them only patterns and canaries can match: a key or token has no whitespace in it, and
+the spans that do (a phone number, an IBAN, a labelled passphrase, a connection string, a canary)
+do not cross the end of a sentence or a line, so the tail runs from the last such end, and at
+least `PATTERN_WINDOW` characters (or the longest canary) back; an open private-key block is
+held from its first line.
+Streams without protected documents therefore still stream.
 """
 
 from __future__ import annotations
+
+import re
 
 from ..reasoning import Channel
 from .findings import Finding
@@ -15,6 +26,8 @@ from .report import placeholder, redact_text
 from .scanner import LeakContext, LeakScanner
 
 DEFAULT_WINDOW = 256  # characters: longer than any key, token or connection string we detect
+PATTERN_WINDOW = 64  # characters: longer than any pattern span with whitespace in it (phone, IBAN, passphrase)
+_CLAUSE_END = re.compile(r"[.!?:]\s|\n")
 RESCAN_EVERY = 48  # characters of new answer text between checks (each check reads the whole answer)
 
 
@@ -65,10 +78,23 @@ class StreamGuard:
         shown = redact_text(self.reasoning, [f for f in findings if self._redacts(f, "reasoning")], "reasoning")
         return [("reasoning", shown)]
 
+    def _held_from(self) -> int:
+        """Where the held tail of the answer starts (see the module's docstring)."""
+        text = self.answer
+        if self.context.system_prompt or self.context.private_context:
+            return len(text) - self.window
+        longest_canary = max((len(c) for c in self.context.canaries), default=0)
+        held = len(text) - max(PATTERN_WINDOW, longest_canary)
+        clause = max((m.end() for m in _CLAUSE_END.finditer(text, max(0, held - 4 * DEFAULT_WINDOW))), default=0)
+        open_block = text.rfind("-----BEGIN")
+        if open_block >= 0 and "-----END" not in text[open_block:]:
+            held = min(held, open_block)
+        return min(held, clause)
+
     def _release_answer(self, *, final: bool) -> list[tuple[Channel, str]]:
         if self.blocked:
             return []
-        end = len(self.answer) if final else len(self.answer) - self.window
+        end = len(self.answer) if final else self._held_from()
         if end <= self.shown or (not final and len(self.answer) - self._checked_length < RESCAN_EVERY):
             return []
         self._checked_length = len(self.answer)
