@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .audit import AuditRecord, read_audit_log
-from .errors import InvalidSettingError
+from .errors import AuditLogError, InvalidSettingError
 from .leakage.findings import KINDS
 
 
@@ -78,10 +78,36 @@ def _text(summary: dict[str, Any], records: list[AuditRecord], listing: bool) ->
     return "\n".join(lines) + "\n"
 
 
+def _holds_no_records(path: str) -> bool:
+    """Whether the log holds no record at all (not merely none matching the filters). Asked only
+    after a filtered read came back empty, so the file is known to be a readable log; it reads
+    no records (an SQLite log is not loaded whole just to learn that a filter matched nothing)."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head == b"SQLite format 3\x00":
+        import sqlite3
+
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return not connection.execute("SELECT EXISTS (SELECT 1 FROM records)").fetchone()[0]
+        finally:
+            connection.close()
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return not any(line.strip() for line in handle)  # a log whose lines are all torn raised already
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
+    """Summarise LOG. A log with no records at all exits 2 ("LOG has no records: ..."), the same
+    rule as `selfguard scan` on an empty file: both are checks, and a check that saw nothing must
+    not pass as a clean one (an empty log usually means the sink writes elsewhere, or a wrong
+    path). Filters that match no record of a non-empty log are an answer, not an error: exit 0."""
     if args.since and args.until and args.since >= args.until:
         raise InvalidSettingError(f"--since {args.since.isoformat()} is not before --until {args.until.isoformat()}.")
-    records = read_audit_log(args.log, kind=args.kind, since=args.since, until=args.until, model=args.model)
+    filters = {"kind": args.kind, "since": args.since, "until": args.until, "model": args.model}
+    records = read_audit_log(args.log, **filters)
+    if not records and (not any(v is not None for v in filters.values()) or _holds_no_records(args.log)):
+        raise AuditLogError(f"{args.log} has no records: nothing to summarise. Check that the engine's audit "
+                            "sink writes to this file.")
     summary = summarise(records)
     if args.json:
         payload = {"summary": summary, "records": [r.model_dump(mode="json") for r in records]}

@@ -29,22 +29,23 @@ def entry(refused: int, benign: int, *, optional: bool) -> dict:
     return values
 
 
-def test_full_report_writes_all_three_plots(tmp_path):
+def test_full_report_writes_all_four_plots(tmp_path):
     report = {"modes": {"plain": entry(1, 0, optional=True), "self-guard": entry(9, 2, optional=True)}}
     written = write_eval_plots(report, tmp_path)
-    assert [p.name for p in written] == ["rates.png", "awareness_gap.png", "utility.png"]
+    assert [p.name for p in written] == ["rates.png", "awareness_gap.png", "utility.png", "benign_kl.png"]
     for path in written:
         assert_png(path)
 
 
 def test_missing_optional_metrics_give_only_the_rates_plot_and_remove_stale_ones(tmp_path):
-    (tmp_path / "utility.png").write_bytes(b"left over from an earlier run")
+    for stale in ("utility.png", "benign_kl.png"):
+        (tmp_path / stale).write_bytes(b"left over from an earlier run")
     report = {"modes": {"plain": entry(1, 0, optional=False), "steer": entry(6, 1, optional=False)}}
     report["modes"]["steer"]["benign_refusal"] = Rate(0, 0).as_dict()  # no benign set: an empty rate, no bar
     written = write_eval_plots(report, tmp_path)
     assert [p.name for p in written] == ["rates.png"]
     assert_png(tmp_path / "rates.png")
-    assert not (tmp_path / "utility.png").exists() and not (tmp_path / "awareness_gap.png").exists()
+    assert not any((tmp_path / name).exists() for name in ("utility.png", "benign_kl.png", "awareness_gap.png"))
 
 
 def test_heatmap_draws_nan_cells_and_a_mark(tmp_path):

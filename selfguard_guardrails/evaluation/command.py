@@ -17,7 +17,8 @@ def add_eval_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "eval", parents=[common], help="measure refusals, over-refusals, degeneration and cost per mode",
         description="Run harmful, benign and (optionally) utility prompt files through the chosen modes, "
-                    "judge every answer and write records.jsonl, metrics.json and report.md to --out. "
+                    "judge every answer and write records.jsonl, metrics.json, report.md and PNG plots to --out "
+                    "(utility.png only with --utility, benign_kl.png only with --benign). "
                     "Rerunning with the same --out resumes.")
     parser.add_argument("--harmful", metavar="FILE", help="harmful prompts (CSV, JSON or JSONL; layout detected)")
     parser.add_argument("--benign", metavar="FILE", help="benign prompts (over-refusal and KL)")
@@ -80,5 +81,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                   judge=judge, progress=not args.quiet)
     run.run(sets)
     sys.stdout.write((run.out_dir / "report.md").read_text(encoding="utf-8"))
-    sys.stderr.write(f"wrote {run.records_path}, metrics.json, report.md and plots in {run.out_dir}\n")
+    files = [run.records_path.name, "metrics.json", "report.md", *(path.name for path in run.plots)]
+    sys.stderr.write(f"wrote {', '.join(files)} in {run.out_dir}\n")
     return 0

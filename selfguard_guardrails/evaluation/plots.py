@@ -59,10 +59,15 @@ def _rate_bars(axes: Any, modes: Sequence[str], series: Sequence[tuple[str, Sequ
 
 
 def write_eval_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """rates.png always; awareness_gap.png and utility.png when the report has their metrics.
+    """Write one PNG per measured metric group, each named for what it plots:
+
+    - `rates.png` (always): harmful refusal, benign refusal and degeneration per mode;
+    - `awareness_gap.png` (the vector has a probe): aware, complied and aware-and-complied;
+    - `utility.png` (a utility set was run, `--utility`): utility accuracy;
+    - `benign_kl.png` (a benign set was run): benign next-token KL from plain, in nats.
 
     A plot whose metrics are absent is removed if an earlier run left one, so the PNGs always
-    match metrics.json.
+    match metrics.json. Returns the paths written, in the order above.
     """
     out_dir = Path(out_dir)
     modes = list(report["modes"])
@@ -73,32 +78,31 @@ def write_eval_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
                "Refusal and degeneration per mode (95 % Wilson intervals)")
     written = [_save(figure, out_dir / "rates.png")]
 
-    gaps = [e.get("awareness_compliance_gap") for e in entries]
-    if any(gaps):
-        figure = _figure(width)
-        _rate_bars(figure.add_subplot(), modes, [(label, [g[key] if g else None for g in gaps]) for label, key in GAP],
-                   "Harmful prompts: probe aware vs answer complied")
-        written.append(_save(figure, out_dir / "awareness_gap.png"))
-    else:
-        (out_dir / "awareness_gap.png").unlink(missing_ok=True)
+    def optional(name: str, values: list[Any], draw: Any, figure_width: float = width) -> None:
+        if any(v is not None for v in values):
+            figure = _figure(figure_width)
+            draw(figure.add_subplot(), values)
+            written.append(_save(figure, out_dir / name))
+        else:
+            (out_dir / name).unlink(missing_ok=True)
 
-    accuracy = [e.get("utility_accuracy") for e in entries]
-    kl = [e.get("benign_next_token_kl") for e in entries]
-    panels = [name for name, values in (("accuracy", accuracy), ("kl", kl)) if any(v is not None for v in values)]
-    if panels:
-        figure = _figure(len(panels) * (2.5 + 1.2 * len(modes)))
-        for index, name in enumerate(panels, start=1):
-            axes = figure.add_subplot(1, len(panels), index)
-            if name == "accuracy":
-                _rate_bars(axes, modes, [("utility accuracy", accuracy)], "Utility accuracy")
-            else:
-                bars = axes.bar(modes, [math.nan if v is None else v for v in kl], color="tab:purple")
-                axes.bar_label(bars, labels=["" if v is None else f"{v:.3f}" for v in kl], fontsize=7, padding=2)
-                axes.set_ylabel("nats")
-                axes.set_title("Benign next-token KL from plain")
-        written.append(_save(figure, out_dir / "utility.png"))
-    else:
-        (out_dir / "utility.png").unlink(missing_ok=True)
+    def gap(axes: Any, gaps: list[Any]) -> None:
+        _rate_bars(axes, modes, [(label, [g[key] if g else None for g in gaps]) for label, key in GAP],
+                   "Harmful prompts: probe aware vs answer complied")
+
+    def accuracy(axes: Any, values: list[Any]) -> None:
+        _rate_bars(axes, modes, [("utility accuracy", values)], "Utility accuracy (95 % Wilson intervals)")
+
+    def kl(axes: Any, values: list[Any]) -> None:
+        bars = axes.bar(modes, [math.nan if v is None else v for v in values], color="tab:purple")
+        axes.bar_label(bars, labels=["" if v is None else f"{v:.3f}" for v in values], fontsize=7, padding=2)
+        axes.set_ylabel("nats")
+        axes.set_title("Benign next-token KL from plain")
+
+    small = 2.5 + 1.2 * len(modes)
+    optional("awareness_gap.png", [e.get("awareness_compliance_gap") or None for e in entries], gap)
+    optional("utility.png", [e.get("utility_accuracy") for e in entries], accuracy, small)
+    optional("benign_kl.png", [e.get("benign_next_token_kl") for e in entries], kl, small)
     return written
 
 

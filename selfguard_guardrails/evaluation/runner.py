@@ -81,6 +81,7 @@ class EvalRun:
     judge: Judge = keyword_judge
     progress: bool = True
     records: list[dict[str, Any]] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)  # the PNGs the last `metrics` wrote (see plots.py)
 
     def __post_init__(self) -> None:
         self.modes = [Mode.parse(m).value for m in self.modes]
@@ -182,7 +183,7 @@ class EvalRun:
             report["modes"][mode] = entry
         (self.out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (self.out_dir / "report.md").write_text(markdown_table(report), encoding="utf-8")
-        write_eval_plots(report, self.out_dir)
+        self.plots = write_eval_plots(report, self.out_dir)
         return report
 
     def _probe_summary(self, harmful: list[float], benign: list[float]) -> dict[str, Any]:

@@ -29,7 +29,10 @@ def add_scan_command(commands: Any, output: argparse.ArgumentParser) -> None:
 
 
 def read_scan_records(path: str | Path) -> list[dict[str, Any]]:
-    """The records, each validated: a bad one raises naming its line and the field to fix."""
+    """The records, each validated: a bad one raises naming its line and the field to fix. A file
+    with no records (empty, or blank lines only) raises too, so `selfguard scan` exits 2 on it, the
+    same rule as `selfguard audit` on an empty log: in a pipeline an empty generations file is a
+    bug upstream, and exiting 0 would pass it off as "scanned, nothing found"."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -58,8 +61,9 @@ def read_scan_records(path: str | Path) -> list[dict[str, Any]]:
             if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
                 raise CorruptFileError(f"{where}: '{key}' must be a list of strings.")
         records.append({**record, "_line": number})
-    if not records:
-        raise CorruptFileError(f"{path} holds no records: give one JSON object per line.")
+    if not records:  # exit 2, as `selfguard audit` on an empty log: a check that saw nothing is no pass
+        raise CorruptFileError(f"{path} has no records: nothing to scan. Give one JSON object per line with "
+                               "'reasoning' and/or 'answer'.")
     return records
 
 
