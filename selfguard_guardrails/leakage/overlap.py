@@ -10,8 +10,10 @@ questions") do not reach that, a copied sentence does.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Sequence
+from difflib import SequenceMatcher
 from functools import lru_cache
 from itertools import pairwise
 
@@ -130,15 +132,30 @@ def find_canaries(text: str, canaries: Sequence[str]) -> Iterator[Match]:
             yield Match("private_context", "canary", found.start(), found.end(), "critical", canary.lower())
 
 
-def find_values(text: str, values: Sequence[tuple[str, Match]], kind: Kind) -> Iterator[Match]:
-    """Exact occurrences (case-insensitive, not inside a longer token) of values found in a
-    protected source, each reported with the subtype its detector gave it in the source: a
-    password quoted from a private runbook is a leak with or without the label around it."""
-    for value, found_in_source in values:
-        pattern = re.compile(r"(?<![\w\-])" + re.escape(value) + r"(?![\w\-])", re.IGNORECASE)
-        for found in pattern.finditer(text):
-            yield Match(kind, found_in_source.subtype, found.start(), found.end(), found_in_source.severity,
-                        f"value:{found_in_source.key}", found_in_source.prefix)
+NEAR_VALUE_SHARE = 0.6  # of a protected value's characters, in one run, make a near copy of it
+_TOKEN = re.compile(r"[^\s\"'`()<>\[\]{},;]+")
+
+
+def find_values(text: str, values: Sequence[tuple[str, Match]], kind: Kind, min_length: int) -> Iterator[Match]:
+    """Copies of values found in a protected source, each reported with the subtype its detector
+    gave it there: a password quoted from a private runbook is a leak with or without the label
+    around it, and so is a near copy (a digit dropped, a suffix changed): a token sharing a run
+    of at least `NEAR_VALUE_SHARE` of the value's characters (and `min_length`) with it."""
+    for value, in_source in values:
+        exact = re.compile(r"(?<![\w\-])" + re.escape(value) + r"(?![\w\-])", re.IGNORECASE)
+        spans = [found.span() for found in exact.finditer(text)]
+        needed = max(min_length, math.ceil(NEAR_VALUE_SHARE * len(value)))
+        lowered = value.lower()
+        for token in _TOKEN.finditer(text):
+            start, end = token.span()
+            if end - start < needed or any(s < end and start < e for s, e in spans):
+                continue
+            matcher = SequenceMatcher(None, token.group().lower(), lowered, autojunk=False)
+            if matcher.find_longest_match(0, end - start, 0, len(lowered)).size >= needed:
+                spans.append((start, end))
+        for start, end in spans:
+            yield Match(kind, in_source.subtype, start, end, in_source.severity, f"value:{in_source.key}",
+                        in_source.prefix)
 
 
 def overlapping_keys(a: str, b: str) -> bool:

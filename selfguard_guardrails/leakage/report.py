@@ -37,9 +37,10 @@ def placeholder(finding: Finding) -> str:
 
 def redact_text(text: str, findings: Sequence[Finding], where: Where) -> str:
     """`text` with every finding located in it replaced by its typed placeholder (overlaps merged)."""
-    spans = sorted((f.start, f.end, f) for f in findings if f.where == where and f.end > f.start)
+    spans = sorted((f for f in findings if f.where == where and f.end > f.start), key=lambda f: (f.start, f.end))
     pieces, cursor = [], 0
-    for start, end, finding in spans:
+    for finding in spans:
+        start, end = finding.start, finding.end
         if end <= cursor:
             continue
         start = max(start, cursor)

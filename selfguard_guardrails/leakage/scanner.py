@@ -65,7 +65,7 @@ class LeakScanner:
             words = output_words(text)
             source = protected_text(context.system_prompt, tuple(context.public))
             found += find_copies(words, [source], "system_prompt", "system_prompt", "high")
-            found += find_values(text, values_in(context.system_prompt), "system_prompt")
+            found += find_values(text, values_in(context.system_prompt), "system_prompt", MIN_VALUE_LENGTH)
         if "private_context" in self.kinds:
             found += find_canaries(text, context.canaries)
             if context.private_context:
@@ -73,7 +73,7 @@ class LeakScanner:
                 sources = [protected_text(doc, tuple(context.public)) for doc in context.private_context]
                 found += find_copies(words, sources, "private_context", "private_context", "high")
                 found += find_values(text, [v for doc in context.private_context for v in values_in(doc)],
-                                     "private_context")
+                                     "private_context", MIN_VALUE_LENGTH)
         return sorted(found, key=lambda m: (m.start, m.end))
 
     def scan(self, reasoning: str, answer: str, context: LeakContext | None = None) -> list[Finding]:
