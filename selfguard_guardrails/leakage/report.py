@@ -37,14 +37,24 @@ def placeholder(finding: Finding) -> str:
 
 def redact_text(text: str, findings: Sequence[Finding], where: Where) -> str:
     """`text` with every finding located in it replaced by its typed placeholder (overlaps merged)."""
-    spans = sorted((f for f in findings if f.where == where and f.end > f.start), key=lambda f: (f.start, f.end))
-    pieces, cursor = [], 0
-    for finding in spans:
-        start, end = finding.start, finding.end
-        if end <= cursor:
+    return redact_range(text, [f for f in findings if f.where == where])
+
+
+def redact_range(text: str, findings: Sequence[Finding], start: int = 0, end: int | None = None) -> str:
+    """`text[start:end]` with each span replaced by a placeholder; overlapping spans (a copied
+    sentence and the e-mail it ends with) make one placeholder, the first's. A span that began
+    before `start` was shown as its placeholder already: only its rest is dropped."""
+    end = len(text) if end is None else end
+    pieces, cursor = [], start
+    for finding in sorted((f for f in findings if f.end > f.start), key=lambda f: (f.start, f.end)):
+        if finding.end <= cursor:
             continue
-        start = max(start, cursor)
-        pieces += [text[cursor:start], placeholder(finding)]
-        cursor = end
-    pieces.append(text[cursor:])
+        if finding.start >= end:
+            break
+        if finding.start < cursor:  # overlaps the placeholder just written (or one shown before)
+            cursor = min(finding.end, end)
+            continue
+        pieces += [text[cursor:finding.start], placeholder(finding)]
+        cursor = min(finding.end, end)
+    pieces.append(text[cursor:end])
     return "".join(pieces)

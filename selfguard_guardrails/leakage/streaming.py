@@ -22,7 +22,7 @@ import re
 from ..reasoning import Channel
 from .findings import Finding
 from .policy import LeakPolicy
-from .report import placeholder, redact_text
+from .report import redact_range, redact_text
 from .scanner import LeakContext, LeakScanner
 
 DEFAULT_WINDOW = 256  # characters: longer than any key, token or connection string we detect
@@ -85,7 +85,8 @@ class StreamGuard:
             return len(text) - self.window
         longest_canary = max((len(c) for c in self.context.canaries), default=0)
         held = len(text) - max(PATTERN_WINDOW, longest_canary)
-        clause = max((m.end() for m in _CLAUSE_END.finditer(text, max(0, held - 4 * DEFAULT_WINDOW))), default=0)
+        looked_from = max(0, held - 4 * DEFAULT_WINDOW)  # a "clause" with no end in sight is held this far
+        clause = max((m.end() for m in _CLAUSE_END.finditer(text, looked_from)), default=looked_from)
         open_block = text.rfind("-----BEGIN")
         if open_block >= 0 and "-----END" not in text[open_block:]:
             held = min(held, open_block)
@@ -102,21 +103,13 @@ class StreamGuard:
         if any(self._stops(f) for f in findings):
             self.blocked = True
             return []
-        redacted = sorted((f for f in findings if self._redacts(f, "answer") and f.end > self.shown),
-                          key=lambda f: f.start)
-        for finding in redacted:
-            if finding.start < end < finding.end:  # still growing, maybe: hold from its start
-                end = finding.start
+        redacted = [f for f in findings if self._redacts(f, "answer") and f.end > self.shown]
+        growing = [f.start for f in redacted if f.start < end < f.end]
+        while growing:  # a span still growing, maybe: hold from its start (and from any it overlaps)
+            end = min(growing)
+            growing = [f.start for f in redacted if f.start < end < f.end]
         if end <= self.shown:
             return []
-        pieces, cursor = [], self.shown
-        for finding in redacted:
-            if finding.end > end:
-                break
-            start = max(finding.start, cursor)
-            pieces += [self.answer[cursor:start], placeholder(finding)]
-            cursor = finding.end
-        pieces.append(self.answer[cursor:end])
+        text = redact_range(self.answer, redacted, self.shown, end)
         self.shown = end
-        text = "".join(pieces)
         return [("answer", text)] if text else []
