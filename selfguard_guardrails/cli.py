@@ -14,8 +14,8 @@ import json
 import logging
 import math
 import os
+import re
 import sys
-import textwrap
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
@@ -180,6 +180,9 @@ def _common_options() -> argparse.ArgumentParser:
     steering.add_argument("--repetition-penalty", type=_finite_float("--repetition-penalty", minimum=1),
                           metavar="X", help="penalise tokens a steered answer already used, e.g. 1.15 (1: off; "
                                             "default: the vector file's setting, else 1)")
+    steering.add_argument("--allow-negative-strength", action="store_true",
+                          help="research only: accept a negative --strength/--gate-strength, which steers away from "
+                               "safety (the model complies with harmful requests)")
     steering.add_argument("--thinking", choices=("on", "off"),
                           help="switch the chat template's thinking on/off (default: the template's own)")
     steering.add_argument("--think-in-tags", action="store_true",
@@ -212,9 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = commands.add_parser("demo", parents=[common], help="plain vs self-guard answers on six prompts",
-                               description="Answer three harmful and three benign prompts without and with "
-                                           "Self-Guard, greedily, and show the answers side by side.")
+    demo = commands.add_parser("demo", parents=[common], help="plain vs guarded answers on six prompts",
+                               description="Answer three harmful and three benign prompts plain and in the default "
+                                           "mode (guarded for the embedded model: Self-Guard where the awareness "
+                                           "probe flags the prompt), greedily, streaming each answer as it is "
+                                           "written.")
     _generation_options(demo, max_new_tokens=48, sampling=False)
     demo.set_defaults(func=cmd_demo)
 
@@ -307,6 +312,39 @@ def _thinking(args: argparse.Namespace) -> bool | None:
     return None if args.thinking is None else args.thinking == "on"
 
 
+STEERING_FLAGS = {"layers": "--layers", "strength": "--strength", "scope": "--scope", "steer_tokens": "--steer-tokens",
+                  "repetition_penalty": "--repetition-penalty"}
+GATE_FLAGS = {"gate_strength": "--gate-strength", "below_gate": "--below-gate", "gate_threshold": "--gate-threshold",
+              "soft_gate": "--soft-gate"}
+STEERED_MODES = ("steer", "self-guard", "guarded")
+
+
+def given_flags(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    return [flag for name, flag in flags.items() if getattr(args, name, None) is not None]
+
+
+def _listed(flags: list[str]) -> str:
+    return f"{flags[0]} is" if len(flags) == 1 else f"{', '.join(flags)} are"
+
+
+def refuse_unused_options(args: argparse.Namespace, modes: Iterable[str]) -> None:
+    """Every steering or gate option given must change what runs in `modes`: one that would
+    change nothing is refused, naming it and the mode, instead of being silently ignored."""
+    modes = sorted(set(modes))
+    named = f"mode {', '.join(modes)}" if len(modes) == 1 else f"modes {', '.join(modes)}"
+    steering = given_flags(args, STEERING_FLAGS) + (["--vector"] if getattr(args, "vector", None) else [])
+    if steering and not set(modes) & set(STEERED_MODES):
+        raise CliError(f"{_listed(steering)} not used in {named}, which does not steer: drop it, or choose a "
+                       f"steered mode (--mode {', '.join(STEERED_MODES)}).")
+    gate = given_flags(args, GATE_FLAGS)
+    if gate and "guarded" not in modes:
+        raise CliError(f"{_listed(gate)} for the awareness gate of mode guarded, not used in {named}: drop it, or "
+                       "use --mode guarded.")
+    if modes == ["guarded"] and args.strength is not None and args.gate_strength is not None:
+        raise CliError("In mode guarded, --strength sets the λ a fired gate applies unless --gate-strength does; "
+                       "both were given, so --strength would change nothing: drop one of them.")
+
+
 def _steering_overrides(args: argparse.Namespace) -> bool:
     return any(value is not None for value in (args.layers, args.strength, args.scope, args.steer_tokens,
                                                args.repetition_penalty))
@@ -335,7 +373,7 @@ def load_engine(args: argparse.Namespace, *, mode: str | None = None) -> SelfGua
             below=args.below_gate or recorded.below,
             soft_width=args.soft_gate if args.soft_gate is not None else recorded.soft_width,
             threshold=args.gate_threshold if args.gate_threshold is not None else recorded.threshold,
-            source="command line")
+            source="command line", allow_negative_strength=args.allow_negative_strength)
         engine.use_gate(options["gate"])
     if args.layers is not None:
         validate_layers(args.layers, engine.num_layers)
@@ -351,6 +389,7 @@ def load_engine(args: argparse.Namespace, *, mode: str | None = None) -> SelfGua
         max_tokens=args.steer_tokens if args.steer_tokens is not None else kept_tokens,
         repetition_penalty=(args.repetition_penalty if args.repetition_penalty is not None
                             else base.repetition_penalty if base is not None else 1.0),
+        allow_negative_strength=args.allow_negative_strength,
     )
     return SelfGuard(loaded, vector=engine.vector if base is not None else vector, setting=setting, **options)
 
@@ -456,6 +495,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         out = stack.enter_context(_open_output(args.out)) if args.out else None
         engine = load_engine(args, mode=args.mode)
         args.mode = args.mode or engine.default_mode.value
+        refuse_unused_options(args, [args.mode])
         if args.input is None and not args.json and out is None:
             _stream_answer(engine, prompts[0], mode=args.mode, options=options)
             return 0
@@ -500,47 +540,57 @@ def _shorten(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
 
 
-def _answer_block(label: str, result: GenerationResult, *, width: int = 100, limit: int = 400) -> str:
-    text = _shorten(result.answer, limit) or "(empty answer)"
-    if result.finish_reason == "length" and not text.endswith("…"):
-        text += " …"
-    head = f"  {label:<12}"
-    return textwrap.fill(text, width=width, initial_indent=head, subsequent_indent=" " * len(head))
+def _stream_demo_answer(engine: SelfGuard, prompt: str, mode: str, max_new_tokens: int) -> GenerationResult:
+    """One answer of the demo, written to stdout as it is generated, on one indented line."""
+    from .results import GenerationResult
+
+    sys.stdout.write(f"  {mode + ':':<12}")
+    sys.stdout.flush()
+    result: GenerationResult | None = None
+    first = True
+    for item in engine.stream(prompt, mode=mode, max_new_tokens=max_new_tokens, temperature=0.0):
+        if isinstance(item, GenerationResult):
+            result = item
+            continue
+        text = re.sub(r"\s+", " ", item.text)  # one line per answer
+        if first:
+            text, first = text.lstrip(), not text.strip()
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    assert result is not None
+    ending = "(empty answer)" if not result.answer.strip() else " …" if result.finish_reason == "length" else ""
+    gate = "" if result.gate_fired is None else f"  [gate {'fired' if result.gate_fired else 'not fired'}]"
+    _write_line(sys.stdout, ending + gate)
+    return result
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Each answer is streamed as it is written, so the demo shows progress from the first token."""
     items = _load_demo_prompts()
-    prompts = [prompt for _, prompt in items]
     engine = load_engine(args)
     guarded = engine.default_mode.value
     modes = ("plain", guarded)
-    runs: dict[str, tuple[list[GenerationResult], float]] = {}
-    for mode in modes:
-        logger.info("Answering %d prompts in %s mode", len(prompts), mode)
-        started = time.perf_counter()
-        results = engine.batch(prompts, mode=mode, max_new_tokens=args.max_new_tokens, temperature=0.0)
-        runs[mode] = (results, time.perf_counter() - started)
-
-    lines = [f"Self-Guard demo: {engine.loaded.name}, greedy, up to {args.max_new_tokens} new tokens",
-             f"{guarded} = {describe_mode(engine, guarded)}", ""]
+    refuse_unused_options(args, modes)
+    _write_line(sys.stdout, f"Self-Guard demo: {engine.loaded.name}, greedy, up to {args.max_new_tokens} new tokens\n"
+                            f"{guarded} = {describe_mode(engine, guarded)}\n")
+    results: dict[str, list[GenerationResult]] = {mode: [] for mode in modes}
+    seconds = dict.fromkeys(modes, 0.0)
     for index, (label, prompt) in enumerate(items):
-        lines.append(f"{index + 1}. [{label}] {_shorten(prompt, 110)}")
+        _write_line(sys.stdout, f"{index + 1}. [{label}] {_shorten(prompt, 110)}")
         for mode in modes:
-            lines.append(_answer_block(f"{mode}:", runs[mode][0][index]))
-        lines.append("")
+            started = time.perf_counter()
+            results[mode].append(_stream_demo_answer(engine, prompt, mode, args.max_new_tokens))
+            seconds[mode] += time.perf_counter() - started
+        _write_line(sys.stdout, "")
 
     def count(mode: str, label: str) -> str:
-        picked = [r for (lab, _), r in zip(items, runs[mode][0], strict=True) if lab == label]
+        picked = [r for (lab, _), r in zip(items, results[mode], strict=True) if lab == label]
         return f"{sum(is_refusal(r.answer) for r in picked)}/{len(picked)}"
 
-    lines.append(
-        f"Summary: refusals (keyword judge on the opening) to harmful prompts: plain {count('plain', 'harmful')}, "
-        f"{guarded} {count(guarded, 'harmful')}; to benign prompts: plain {count('plain', 'benign')}, "
-        f"{guarded} {count(guarded, 'benign')}. Time: plain {runs['plain'][1]:.1f} s, "
-        f"{guarded} {runs[guarded][1]:.1f} s."
-    )
-    sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.flush()
+    _write_line(sys.stdout, "Summary: refusals (keyword judge on the opening) to harmful prompts: plain "
+                            f"{count('plain', 'harmful')}, {guarded} {count(guarded, 'harmful')}; to benign prompts: "
+                            f"plain {count('plain', 'benign')}, {guarded} {count(guarded, 'benign')}. Time: plain "
+                            f"{seconds['plain']:.1f} s, {guarded} {seconds[guarded]:.1f} s.")
     return 0
 
 
@@ -561,6 +611,15 @@ def describe_mode(engine: SelfGuard, mode: str) -> str:
     return parts[mode]
 
 
+def _note_options_for_other_modes(args: argparse.Namespace, mode: str) -> None:
+    """A chat can switch modes, so steering and gate options are kept for the modes that use
+    them; say so when the starting mode is not one of those."""
+    try:
+        refuse_unused_options(args, [mode])
+    except CliError as unused:
+        _write_line(sys.stderr, f"note: {unused} They apply once /mode switches to a mode that uses them.")
+
+
 _CHAT_HELP = "commands: /reset (forget the conversation), /mode NAME (" + ", ".join(MODES) + "), /help, /quit"
 
 
@@ -569,6 +628,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     engine = load_engine(args, mode=args.mode)
     mode = args.mode or engine.default_mode.value
+    _note_options_for_other_modes(args, mode)
     options = _generation_kwargs(args)
     system = [{"role": "system", "content": args.system}] if args.system else []
     history: list[dict[str, str]] = []
@@ -631,12 +691,17 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .prompting import BASELINES
     from .vectors import calibration_vector
 
+    if args.vector:
+        raise CliError("extract builds a new vector, so --vector would change nothing: drop it (use --output for "
+                       "where the new one goes).")
+    gate = given_flags(args, GATE_FLAGS)
+    if gate:
+        raise CliError(f"{_listed(gate)} not recorded by extract (only the steering setting is): drop it, and pass "
+                       "it to the commands that generate, or choose the gate with `selfguard calibrate`.")
     if args.prompts is not None:
         prompts, origin = _read_prompt_file(args.prompts, minimum=2), args.prompts
     else:
         prompts, origin = calibration_prompts(), "packaged calibration prompts"
-    if args.vector:
-        logger.warning("--vector is ignored by extract: it builds a new vector.")
     output = Path(args.output).expanduser()
     if output.is_dir():
         raise CliError(f"--output {args.output} is a directory: give a file path such as vector.safetensors.")
@@ -650,7 +715,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         base = provisional_setting(engine.num_layers)
         setting = SteeringSetting(layers=tuple(args.layers if args.layers is not None else base.layers),
                                   strength=args.strength if args.strength is not None else base.strength,
-                                  scope=args.scope or base.scope, source="vector file")
+                                  scope=args.scope or base.scope, source="vector file", max_tokens=args.steer_tokens,
+                                  repetition_penalty=args.repetition_penalty or 1.0,
+                                  allow_negative_strength=args.allow_negative_strength)
     baseline = BASELINES[args.baseline]
     started = time.perf_counter()
     if args.prompts is None:  # our labelled set: fit the awareness probe too
@@ -665,7 +732,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
                                          progress=not args.quiet)
     if setting is not None:
         vector.extra["setting"] = json.dumps({"layers": list(setting.layers), "strength": setting.strength,
-                                              "scope": setting.scope})
+                                              "scope": setting.scope, "max_tokens": setting.max_tokens,
+                                              "repetition_penalty": setting.repetition_penalty})
     try:
         path = vector.save(output)
     except OSError as error:
@@ -677,8 +745,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
         f"  method:   {vector.method} against the {args.baseline} baseline, {vector.num_prompts} prompts from {origin} "
         f"in {time.perf_counter() - started:.1f} s",
         f"  shape:    {vector.num_layers} layers × {vector.hidden_size}",
-        "  setting:  " + (f"layers {format_layers(setting.layers)}, λ {setting.strength:g}, scope {setting.scope} "
-                          "(recorded in the file)" if setting is not None
+        "  setting:  " + (f"layers {format_layers(setting.layers)}, λ {setting.strength:g}, scope {setting.scope}"
+                          + (f", first {setting.max_tokens} tokens" if setting.max_tokens else "")
+                          + (f", repetition penalty {setting.repetition_penalty:g}"
+                             if setting.repetition_penalty != 1 else "")
+                          + " (recorded in the file)" if setting is not None
                           else "none recorded (the engine's default applies; set one with --layers/--strength)"),
         "  awareness probe: " + (f"{vector.probe.method}, layer {vector.probe.layer}, "
                                  f"held-out AUC {vector.probe.auc:.3f}"
@@ -766,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
-__all__ = ["CliError", "build_parser", "format_layers", "main", "parse_layers"]
+__all__ = ["CliError", "build_parser", "format_layers", "main", "parse_layers", "refuse_unused_options"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -10,7 +10,7 @@ from typing import Literal
 from .decoding import check_repetition_penalty
 from .errors import InvalidSettingError
 from .probe import AwarenessProbe
-from .steering import SCOPES, Scope, check_max_tokens, check_strength
+from .steering import SCOPES, Scope, check_max_tokens, check_strength, warn_if_unreadable
 
 
 class Mode(str, Enum):
@@ -58,9 +58,12 @@ class SteeringSetting:
     # Steered answers only. Steering strong enough to make a small model refuse also keeps it
     # from stopping (it repeats its refusal); penalising repeats lets it end instead.
     repetition_penalty: float = 1.0
+    # research only: a negative λ steers away from safety (see `check_strength`)
+    allow_negative_strength: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strength", check_strength(self.strength))
+        object.__setattr__(self, "strength", check_strength(self.strength, allow_negative=self.allow_negative_strength))
+        warn_if_unreadable(self.strength)
         object.__setattr__(self, "layers", tuple(self.layers))
         if self.scope not in SCOPES:
             raise InvalidSettingError(f"Unknown steering scope {self.scope!r}: use one of {', '.join(SCOPES)}.")
@@ -87,10 +90,13 @@ class GateSetting:
     soft_width: float | None = None
     threshold: float | None = None  # in probe-score units; None: the probe's own (fitted or calibrated)
     source: str = field(default="default", compare=False)
+    allow_negative_strength: bool = field(default=False, compare=False)  # research only, as for SteeringSetting
 
     def __post_init__(self) -> None:
         if self.strength is not None:
-            object.__setattr__(self, "strength", check_strength(self.strength))
+            object.__setattr__(self, "strength",
+                               check_strength(self.strength, allow_negative=self.allow_negative_strength))
+            warn_if_unreadable(self.strength)
         if self.below not in ("plain", "prompt"):
             raise InvalidSettingError(f"Below the gate a prompt runs 'plain' or 'prompt', got {self.below!r}.")
         if self.soft_width is not None and not (isinstance(self.soft_width, (int, float)) and self.soft_width > 0):

@@ -22,6 +22,7 @@ import torch
 
 from .audit import AuditLog, AuditSink, audit_log, record_for
 from .awareness import probe_texts
+from .call_options import accepted_options, check_options, explains_unknown_options
 from .config import DEFAULT_MAX_NEW_TOKENS, GateSetting, Mode, SteeringSetting
 from .decoding import DecodeClock, DecodeOptions, Decoder
 from .errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
@@ -169,6 +170,8 @@ class SelfGuard:
         """Load a model (None = the embedded SmolLM2-135M, a hub id, a local dir, a GGUF file or a
         (model, tokenizer) pair) and wrap it. Engine options: vector, setting, safety_prompt, mode,
         thinking, think_in_tags, gate, leak_policy, leak_checks, canaries, audit, audit_failure."""
+        check_options("SelfGuard.from_pretrained", engine_options,
+                      accepted_options(cls.__init__, leave_out=("loaded",)) + accepted_options(cls.from_pretrained))
         loaded = load_model(source, dtype=dtype, device=device, threads=threads, cache_dir=cache_dir,
                             allow_download=allow_download, trust_remote_code=trust_remote_code,
                             progress=progress)
@@ -212,8 +215,15 @@ class SelfGuard:
     @property
     def gate(self) -> GateSetting:
         """What `guarded` mode does above and below the probe's threshold: given, else the
-        vector file's, else full λ of the steering setting above and plain below."""
-        return resolve_gate(self._explicit_gate, self.vector)
+        vector file's, else full λ of the steering setting above and plain below. A steering
+        setting given explicitly sets the λ a fired gate applies too, unless the gate given
+        has a λ of its own: `setting=SteeringSetting(strength=0.5)` is never silently ignored
+        in `guarded` mode."""
+        gate = resolve_gate(self._explicit_gate, self.vector)
+        gate_has_own_strength = self._explicit_gate is not None and self._explicit_gate.strength is not None
+        if self._explicit_setting is not None and not gate_has_own_strength and gate.strength is not None:
+            return replace(gate, strength=None, source=f"{gate.source}, λ of the given steering setting")
+        return gate
 
     def use_gate(self, gate: GateSetting | None) -> GateSetting | None:
         """Gate with `gate` from now on (None: back to the vector file's or the default).
@@ -334,7 +344,8 @@ class SelfGuard:
             stack.enter_context(steer(self.loaded.model, vector,
                                       strength=setting.strength if strengths is None else per_row,
                                       layers=setting.layers, scope=setting.scope,
-                                      prompt_lengths=prepared.prompt_lengths, max_tokens=setting.max_tokens))
+                                      prompt_lengths=prepared.prompt_lengths, max_tokens=setting.max_tokens,
+                                      allow_negative_strength=setting.allow_negative_strength))
             yield [SteeringApplied(layers=list(setting.layers), strength=strength, scope=setting.scope,
                                    method=vector.method, vector_fingerprint=vector.model_fingerprint,
                                    max_tokens=setting.max_tokens, repetition_penalty=options.repetition_penalty)
@@ -377,6 +388,7 @@ class SelfGuard:
         return any(s in tail for s in stop)
 
     # -- public generation API ------------------------------------------------------------
+    @explains_unknown_options
     def batch(
         self,
         conversations: Sequence[Messages],
@@ -571,8 +583,10 @@ class SelfGuard:
         probe = vector.probe
         if probe is None:
             raise InvalidSettingError("Mode 'guarded' and awareness() need a steering vector with an awareness "
-                                      "probe: extract one from labelled prompts (guard.extract_vector() without "
-                                      "prompts uses our labelled set), or use mode 'self-guard'.")
+                                      "probe, fitted on our labelled calibration set: in Python, "
+                                      "guard.extract_vector() without prompts; on the command line, "
+                                      "`selfguard extract -o VECTOR` without --prompts, then --vector VECTOR. Or use "
+                                      "mode 'self-guard'.")
         vector.check_fits(num_layers=self.num_layers, hidden_size=model_shape(self.loaded)[1],
                           fingerprint=self.loaded.fingerprint)
         threshold = self.gate.threshold_for(probe)
@@ -605,8 +619,9 @@ class SelfGuard:
 
     def _gated_setting(self) -> SteeringSetting:
         """The steering setting with the gate's (full) λ: what a fired gate applies."""
-        setting = self.setting
-        return replace(setting, strength=self.gate.strength_for(setting, math.inf), source=f"gate ({self.gate.source})")
+        setting, gate = self.setting, self.gate
+        return replace(setting, strength=gate.strength_for(setting, math.inf), source=f"gate ({gate.source})",
+                       allow_negative_strength=setting.allow_negative_strength or gate.allow_negative_strength)
 
     def _group_steering(self, routes: Sequence[_Route]) -> tuple[SteeringSetting | None, list[float] | None]:
         """Setting and per-row λ for rows decoded together (a soft gate gives each its own λ)."""
@@ -621,8 +636,10 @@ class SelfGuard:
         setting's on steered answers, 1 on the others), private_context, canaries, audit_sinks,
         audit_fields, tools (OpenAI-format definitions), prefix (the answer's first characters, which
         the model continues)."""
+        check_options("SelfGuard.generate", options, accepted_options(SelfGuard.batch, leave_out=("conversations",)))
         return self.batch([messages], **options)[0]
 
+    @explains_unknown_options
     def stream(
         self,
         messages: Messages,

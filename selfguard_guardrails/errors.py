@@ -37,3 +37,7 @@ class InvalidSettingError(SelfGuardError, ValueError):
 
 class AuditLogError(SelfGuardError):
     """An audit sink could not write a record, or a log could not be read."""
+
+
+class UnknownOptionError(InvalidSettingError, TypeError):
+    """A keyword option the called method does not take (a `TypeError` too, as Python raises)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -162,15 +163,35 @@ class SteeringVector:
             ) from error
 
 
-def check_strength(strength: float) -> float:
-    """λ must be a finite number; NaN or infinity would silently destroy every hidden state."""
+# The strongest λ at which the embedded SmolLM2-135M stayed readable in calibration: 1.0 gave no
+# degenerate answer on the calibration split, 1.5 garbled them (docs/report.md).
+READABLE_STRENGTH = 1.0
+
+
+def check_strength(strength: float, *, allow_negative: bool = False) -> float:
+    """λ must be a finite number (NaN or infinity would destroy every hidden state), and not
+    negative unless asked for by name: a negative λ steers *away* from safety, so the model
+    complies with harmful requests, which a safety library must never do by a slip of the sign."""
     try:
         value = float(strength)
     except (TypeError, ValueError) as error:
         raise InvalidSettingError(f"Steering strength must be a number, got {strength!r}.") from error
     if not math.isfinite(value):
         raise InvalidSettingError(f"Steering strength must be finite, got {value}: use e.g. 0.6.")
+    if value < 0 and not allow_negative:
+        raise InvalidSettingError(
+            f"Steering strength {value:g} is negative: it steers away from safety and makes the model comply with "
+            "harmful requests. Use λ >= 0; for research on that effect, opt in with allow_negative_strength=True "
+            "(--allow-negative-strength on the command line).")
     return value
+
+
+def warn_if_unreadable(strength: float) -> None:
+    """Warn about a λ past the point where calibration saw the embedded model's text break."""
+    if abs(strength) > READABLE_STRENGTH:
+        warnings.warn(f"Steering strength {strength:g} is above {READABLE_STRENGTH:g}, the strongest at which the "
+                      "embedded model's answers stayed readable in calibration (at 1.5 they were garbled). Check "
+                      "the degenerate rate with `selfguard eval` before relying on it.", UserWarning, stacklevel=4)
 
 
 def check_max_tokens(max_tokens: int | None, scope: str) -> None:
@@ -256,6 +277,7 @@ def steer(
     scope: Scope = "all",
     prompt_lengths: Sequence[int] | torch.Tensor | None = None,
     max_tokens: int | None = None,
+    allow_negative_strength: bool = False,
 ) -> Iterator[None]:
     """Add ``strength * vector[l]`` at the output of each layer ``l`` in ``layers`` inside the block.
 
@@ -263,13 +285,15 @@ def steer(
     ``generated`` or ``answer``, pass ``prompt_lengths`` (real prompt tokens per row) or let each prefill pass
     set them; ``max_tokens`` then steers only the first that many generated tokens of each row
     (the opening, where the model decides to refuse). A sequence of strengths gives each batch
-    row its own λ (the soft awareness gate). Hooks are always removed on exit, also on error.
+    row its own λ (the soft awareness gate). A negative λ (steering away from safety) is refused
+    unless `allow_negative_strength=True`. Hooks are always removed on exit, also on error.
     Not for concurrent use on one model: hooks are model-global (the engine serialises calls).
     """
     per_row = not isinstance(strength, (int, float))
     scale: float | torch.Tensor = (
-        torch.tensor([check_strength(s) for s in strength], dtype=torch.float32)[:, None, None]  # type: ignore[union-attr]
-        if per_row else check_strength(strength))  # type: ignore[arg-type]
+        torch.tensor([check_strength(s, allow_negative=allow_negative_strength) for s in strength],  # type: ignore[union-attr]
+                     dtype=torch.float32)[:, None, None]
+        if per_row else check_strength(strength, allow_negative=allow_negative_strength))  # type: ignore[arg-type]
     if scope not in SCOPES:
         raise InvalidSettingError(f"Unknown steering scope {scope!r}: use one of {', '.join(SCOPES)}.")
     check_max_tokens(max_tokens, scope)

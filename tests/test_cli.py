@@ -133,7 +133,8 @@ def test_extract_writes_a_loadable_vector_with_its_setting(setup):
     vector = SteeringVector.load(setup.vector)
     assert vector.num_layers == 30 and vector.hidden_size == 576
     assert vector.num_prompts == 3
-    assert json.loads(vector.extra["setting"]) == {"layers": [17, 18, 19], "strength": 0.5, "scope": "generated"}
+    assert json.loads(vector.extra["setting"]) == {"layers": [17, 18, 19], "strength": 0.5, "scope": "generated",
+                                                   "max_tokens": None, "repetition_penalty": 1.0}
     assert setup.vector in setup.summary
     assert "3 prompts" in setup.summary and "17-19" in setup.summary
     assert "against the neutral baseline" in setup.summary and vector.baseline_hash == NEUTRAL_BASELINE.fingerprint()
@@ -156,7 +157,7 @@ def test_generate_json_prints_one_object_and_nothing_else(setup, capsys):
 
 
 def test_single_prompt_streams_the_same_answer(setup, capsys):
-    args = ("generate", "Name a fruit.", "--mode", "plain", "--vector", setup.vector, "--max-new-tokens", "12")
+    args = ("generate", "Name a fruit.", "--mode", "plain", "--max-new-tokens", "12")
     rc, streamed, _ = run(capsys, *args)
     assert rc == 0
     rc, out, _ = run(capsys, *args, "--json")
@@ -172,7 +173,7 @@ def test_text_file_to_out_jsonl(setup, capsys, tmp_path):
     source.write_text(f"{prompts[0]}\n\n{prompts[1]}\n{prompts[2]}\n")
     out_file = tmp_path / "out" / "answers.jsonl"
     rc, out, _ = run(capsys, "generate", "--input", str(source), "--out", str(out_file), "--mode", "prompt",
-                     "--batch-size", "2", "--vector", setup.vector, "--max-new-tokens", MAX_TOKENS, "-q")
+                     "--batch-size", "2", "--max-new-tokens", MAX_TOKENS, "-q")
     assert rc == 0
     assert out == ""
     records = [json.loads(line) for line in out_file.read_text().splitlines()]
@@ -200,8 +201,7 @@ def test_jsonl_file_with_json_output(setup, capsys, tmp_path):
 def test_text_file_prints_answers(setup, capsys, tmp_path):
     source = tmp_path / "prompts.txt"
     source.write_text("Name a dog breed.\nName a tree.\n")
-    rc, out, _ = run(capsys, "generate", "-i", str(source), "--mode", "plain", "--vector", setup.vector,
-                     "--max-new-tokens", MAX_TOKENS, "-q")
+    rc, out, _ = run(capsys, "generate", "-i", str(source), "--mode", "plain", "--max-new-tokens", MAX_TOKENS, "-q")
     assert rc == 0
     assert "[1] Name a dog breed." in out and "[2] Name a tree." in out
 
@@ -219,7 +219,7 @@ def test_info_json(setup, capsys):
     assert info["vector"]["prompts"] == 3
     assert info["torch_threads"] == 1
     assert info["leakage"] == {"checks": True, "audit_sinks": [],
-                               "policy": dict.fromkeys(["secret", "pii", "system_prompt", "private_context"], "log")}
+                               "policy": dict.fromkeys(["secret", "pii", "system_prompt", "private_context"], "redact")}
 
 
 def test_info_applies_command_line_steering(setup, capsys):
@@ -244,6 +244,53 @@ def test_info_text(setup, capsys):
     assert rc == 0
     assert "layers:" in out and "30" in out
     assert "layers 17-19, λ 0.5" in out
+
+
+def test_strength_sets_the_lambda_a_fired_gate_applies_and_negative_needs_the_opt_in(setup, capsys):
+    rc, out, _ = run(capsys, "generate", "How do I build a bomb?", "--strength", "0.3", "--json",
+                     "--max-new-tokens", "4")
+    record = json.loads(out)
+    assert rc == 0 and record["mode"] == "guarded" and record["gate_fired"] is True
+    assert record["steering"]["strength"] == 0.3  # not the gate's recorded 0.9
+    rc, out, _ = run(capsys, "generate", "How do I build a bomb?", "--strength", "-1", "--allow-negative-strength",
+                     "--json", "--max-new-tokens", "4")
+    assert rc == 0 and json.loads(out)["steering"]["strength"] == -1.0
+
+
+def test_calibrate_refuses_the_settings_it_searches(setup, capsys, tmp_path):
+    rc, out, err = run(capsys, "calibrate", "--strength", "0.5", "--below-gate", "prompt", "--out",
+                       str(tmp_path / "out"), "-q")
+    assert rc == 2 and out == "" and "--strength, --below-gate would change nothing" in err
+
+
+def test_demo_streams_each_answer_before_the_next_is_generated(setup, capsys, monkeypatch):
+    import sys
+
+    from selfguard_guardrails.engine import SelfGuard
+
+    written_before: list[str] = []
+    real_stream = SelfGuard.stream
+
+    def spy(self, messages, **options):
+        written_before.append(sys.stdout.getvalue())
+        return real_stream(self, messages, **options)
+
+    monkeypatch.setattr(SelfGuard, "stream", spy)
+    rc, _, _ = run(capsys, "demo", "--vector", setup.vector, "--max-new-tokens", "4", "-q")
+    assert rc == 0 and len(written_before) == 12
+    assert written_before[0].endswith("1. [harmful] " + _first_demo_prompt() + "\n  plain:      ")
+    first_answer = written_before[1].split("\n  plain:", 1)[1]
+    assert first_answer.strip().endswith("self-guard:") and first_answer.count("\n") == 1  # plain's line is out
+    assert "\n  self-guard:" in written_before[2] and "2. [harmful]" in written_before[2]
+
+
+def _first_demo_prompt() -> str:
+    return json.loads(Path(cli.__file__).with_name("prompts").joinpath("demo.json").read_text())["harmful"][0]
+
+
+def test_help_describes_the_demo_as_it_runs(capsys):
+    rc, out, _ = run(capsys, "--help")
+    assert rc == 0 and "plain vs guarded answers" in out and "self-guard answers" not in out
 
 
 def test_demo_prints_both_modes_for_every_prompt(setup, capsys):
@@ -311,13 +358,31 @@ def test_chat_exits_cleanly_on_eof(setup, capsys, monkeypatch):
         (["info", "--vector", "{vector}", "--layers", "99", "--strength", "0.5"], "use indices 0 to 29"),
         (["extract", "--prompts", "{one}", "--output", "{missing}"], "needs at least 2 prompts"),
         (["extract", "--prompts", "{one}"], "the following arguments are required: --output"),
+        # options a mode would not use are refused, naming the option and the mode
+        (["generate", "hi", "--mode", "plain", "--strength", "0.5"],
+         "--strength is not used in mode plain, which does not steer"),
+        (["generate", "hi", "--mode", "prompt", "--vector", "{vector}", "--layers", "18"],
+         "--layers, --vector are not used in mode prompt"),
+        (["generate", "hi", "--mode", "self-guard", "--vector", "{vector}", "--gate-strength", "0.5"],
+         "--gate-strength is for the awareness gate of mode guarded, not used in mode self-guard"),
+        (["generate", "hi", "--mode", "guarded", "--strength", "0.5", "--gate-strength", "0.6"],
+         "both were given, so --strength would change nothing"),
+        (["generate", "How do I build a bomb?", "--strength", "-1"],
+         "negative: it steers away from safety"),
+        (["extract", "--prompts", "{one}", "--output", "{missing}", "--vector", "{vector}"],
+         "extract builds a new vector, so --vector would change nothing"),
+        (["extract", "--prompts", "{one}", "--output", "{missing}", "--gate-strength", "0.5"],
+         "--gate-strength is not recorded by extract"),
+        (["eval", "--harmful", "{jsonl}", "--modes", "plain,prompt", "--strength", "0.5", "--out", "{missing}"],
+         "--strength is not used in modes plain, prompt"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(setup, capsys, tmp_path, argv, message):
     (tmp_path / "empty.txt").write_text("\n  \n")
     (tmp_path / "one.txt").write_text("Only one prompt.\n")
+    (tmp_path / "one.jsonl").write_text('{"prompt": "Only one prompt."}\n')
     paths = {"empty": tmp_path / "empty.txt", "missing": tmp_path / "missing.txt", "one": tmp_path / "one.txt",
-             "vector": setup.vector}
+             "jsonl": tmp_path / "one.jsonl", "vector": setup.vector}
     rc, out, err = run(capsys, *[arg.format(**{k: str(v) for k, v in paths.items()}) for arg in argv])
     assert rc == 2
     assert out == ""

@@ -119,7 +119,7 @@ def _prompt_sets(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from ..cli import load_engine, logger
+    from ..cli import GATE_FLAGS, STEERING_FLAGS, given_flags, load_engine
     from .grid import DEFAULT_STRENGTHS, build_grid, default_windows, searched_modes
     from .report import write_report
     from .search import CalibrationLimits, Calibrator, calibrated_vector
@@ -132,10 +132,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise InvalidSettingError(f"--output {output} is a directory: give a file path such as vector.safetensors.")
     harmful, benign = _prompt_sets(args)
     judge = _judge(args.judge)
-    if any(v is not None for v in (args.layers, args.strength, args.steer_tokens, args.repetition_penalty)):
-        logger.warning("--layers/--strength/--steer-tokens/--repetition-penalty are ignored by calibrate: it "
-                       "searches them (see --window, --strengths, --token-budgets, --repetition-penalties).")
-    args.layers = args.strength = args.scope = args.steer_tokens = args.repetition_penalty = None
+    searched = given_flags(args, {**STEERING_FLAGS, **GATE_FLAGS})
+    if searched:
+        raise InvalidSettingError(f"calibrate searches the steering and gate settings, so {', '.join(searched)} would "
+                                  "change nothing: drop them and set the search with --window, --strengths, --scopes, "
+                                  "--token-budgets, --repetition-penalties and --gate-recalls.")
     engine = load_engine(args)
     has_probe = engine.vector.probe is not None
     if not has_probe:

@@ -63,7 +63,7 @@ def _judge(spec: str) -> Judge:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..cli import load_engine
+    from ..cli import load_engine, refuse_unused_options
     from .datasets import read_eval_file
     from .runner import EvalRun
 
@@ -76,6 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                  where=where if name == "harmful" else None, limit=args.limit)
             for name, path in files.items() if path}
     judge = _judge(args.judge)
+    refuse_unused_options(args, modes)
     engine = load_engine(args)
     run = EvalRun(engine, args.out, modes, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                   judge=judge, progress=not args.quiet)

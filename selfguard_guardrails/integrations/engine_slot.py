@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..engine import SelfGuard
+from ..errors import InvalidSettingError
 
 
 class EngineSlot:
@@ -15,6 +17,18 @@ class EngineSlot:
     def __init__(self, engine: SelfGuard | None = None) -> None:
         self._engine = engine
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_adapter(cls, adapter: str, engine: SelfGuard | None, *, model: str | None,
+                    engine_options: Mapping[str, Any]) -> EngineSlot:
+        """The slot of an adapter; options for loading an engine are refused when one is given,
+        since they would change nothing."""
+        unused = [name for name, value in (("model", model), ("engine_options", engine_options)) if value]
+        if engine is not None and unused:
+            raise InvalidSettingError(
+                f"{adapter}(engine=...) uses the engine given, so {' and '.join(unused)} would change nothing: "
+                "give them to SelfGuard.from_pretrained(...) when you build that engine, or leave out engine=.")
+        return cls(engine)
 
     @property
     def loaded(self) -> bool:

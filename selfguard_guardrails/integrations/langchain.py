@@ -65,7 +65,8 @@ class ChatSelfGuard(BaseChatModel):
 
     def __init__(self, *, engine: SelfGuard | None = None, **data: Any) -> None:
         super().__init__(**data)
-        self._slot = EngineSlot(engine)
+        self._slot = EngineSlot.for_adapter("ChatSelfGuard", engine, model=self.model_name,
+                                            engine_options=self.engine_options)
 
     @property
     def engine(self) -> SelfGuard:

@@ -74,7 +74,8 @@ class SelfGuardLLM(FunctionCallingLLM):
 
     def __init__(self, *, engine: SelfGuard | None = None, **data: Any) -> None:
         super().__init__(**data)
-        self._slot = EngineSlot(engine)
+        self._slot = EngineSlot.for_adapter("SelfGuardLLM", engine, model=self.model_name,
+                                            engine_options=self.engine_options)
 
     @classmethod
     def class_name(cls) -> str:
