@@ -64,6 +64,8 @@ def test_values_a_protected_text_holds_are_leaks_without_their_label():
     assert sorted((f.kind, f.subtype) for f in bare) == [("pii", "email"), ("private_context", "email"),
                                                           ("private_context", "password")]
     assert scanner.scan("", "Try Hunter2-Settle-9931.", LeakContext()) == []  # unlabelled and not protected
+    near = scanner.scan("", "It was hunter2-Settle-931, or settle it later.", LeakContext(private_context=(runbook,)))
+    assert [(f.kind, f.subtype, f.start) for f in near] == [("private_context", "password", 7)]  # a digit dropped
     from_system = scanner.scan("", "It is Hunter2-Settle-9931.", LeakContext(system_prompt=runbook))
     assert [(f.kind, f.subtype) for f in from_system] == [("system_prompt", "password")]
 
