@@ -295,8 +295,20 @@ class SelfGuard:
     # -- preparing prompts ----------------------------------------------------------------
     def render(self, messages: Messages, mode: Mode | str | None = None,
                tools: Sequence[Mapping[str, Any]] | None = None) -> str:
-        """The exact prompt text a mode sends to the model (useful to inspect the safety prompt)."""
-        mode = Mode.parse(mode or self.default_mode)
+        """The exact prompt text the model is sent for `messages` in `mode` (default: the engine's).
+        In `guarded` mode the awareness probe decides, as it would for a generation: the safety
+        prompt shows only where the gate fires."""
+        resolved = Mode.parse(mode or self.default_mode)
+        if resolved.gated:
+            with hold_model(self.loaded.model):
+                resolved = self._routes(resolved, self._awareness_scores([messages], resolved), 1)[0].mode
+        return self.render_applied(messages, resolved, tools)
+
+    def render_applied(self, messages: Messages, mode: Mode | str,
+                       tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+        """The prompt text of `mode` where it acts, without asking the probe (`guarded`: as if
+        its gate fired): what calibration and evaluation compare across modes."""
+        mode = Mode.parse(mode)
         safety = self.safety_prompt if mode.uses_prompt else None
         conversation = apply_safety_prompt(normalize_messages(messages), safety, think_in_tags=self.think_in_tags)
         return self._renderer.render(conversation, thinking=self.thinking, tools=tools)
@@ -304,7 +316,7 @@ class SelfGuard:
     def _prepare(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions) -> _Prepared:
         """Render, tokenize and pad; a prompt that would overflow the context window is refused."""
         max_new_tokens = options.max_new_tokens
-        texts = [self.render(messages, mode, options.tools) + options.prefix for messages in conversations]
+        texts = [self.render_applied(messages, mode, options.tools) + options.prefix for messages in conversations]
         encoded = self.loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         lengths = encoded["attention_mask"].sum(dim=-1)
         window = self.loaded.context_window

@@ -291,3 +291,12 @@ def test_probe_rejects_an_unknown_method_and_too_few_prompts(smollm_tokenizer):
     with pytest.raises(InvalidMessagesError, match="at least 5 harmful"):
         fit_awareness_probe(model, smollm_tokenizer, ["a", "b", "c", "d"], ["e", "f", "g", "h", "i"],
                             progress=False)
+
+
+def test_render_in_guarded_mode_shows_what_the_gate_decides(smollm_tokenizer):
+    fires = gated_engine(smollm_tokenizer, threshold=-1e9)
+    never = gated_engine(smollm_tokenizer, threshold=1e9)
+    safety = fires.safety_prompt.system
+    assert safety in fires.render("Hello") and safety not in never.render("Hello")
+    assert never.render("Hello") == never.render("Hello", mode="plain")
+    assert safety in never.render_applied("Hello", "guarded")  # the text a fired gate would send

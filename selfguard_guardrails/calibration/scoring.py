@@ -192,7 +192,7 @@ class CandidateScorer:
     # -- forward passes -------------------------------------------------------------------
     def _encode(self, prompts: list[str], mode: Mode) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded prompt rows as the mode renders them."""
-        texts = [self.engine.render(p, mode) for p in prompts]
+        texts = [self.engine.render_applied(p, mode) for p in prompts]
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:

@@ -148,8 +148,8 @@ def next_token_kl(engine: Any, prompts: Sequence[str], mode: str, *, batch_size:
     if not prompts:
         return []
     model, tokenizer = engine.loaded.model, engine.loaded.tokenizer
-    plain_texts = [engine.render(prompt, Mode.PLAIN) for prompt in prompts]
-    mode_texts = [engine.render(prompt, resolved) for prompt in prompts]
+    plain_texts = [engine.render_applied(prompt, Mode.PLAIN) for prompt in prompts]
+    mode_texts = [engine.render_applied(prompt, resolved) for prompt in prompts]
     with torch.inference_mode(), hold_model(model):
         plain = _last_logprobs(model, tokenizer, plain_texts, batch_size)
         if mode_texts == plain_texts and not resolved.uses_steering:
