@@ -126,6 +126,10 @@ class SelfGuard:
         progress: bool = True,
     ) -> None:
         self.loaded = loaded
+        if not leak_checks and (leak_policy is not None or canaries):
+            raise InvalidSettingError("leak_checks=False turns the leak checks off, so leak_policy and canaries would "
+                                      "change nothing: drop them, or keep the checks on (leak_policy='log' only "
+                                      "reports).")
         self.leaks = LeakGuard(LeakPolicy.parse(leak_policy), canaries=canaries) if leak_checks else None
         self.audit = audit_log(audit, on_failure=audit_failure)
         self.audit_failure = audit_failure
@@ -137,6 +141,11 @@ class SelfGuard:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.progress = progress
         self._renderer = ChatRenderer(loaded.tokenizer)
+        if thinking is not None and not self._renderer.supports_thinking_switch:
+            raise InvalidSettingError(
+                f"thinking={thinking} needs a chat template with a thinking switch (enable_thinking, as Qwen3's has); "
+                f"the template of {loaded.name} has none, so it would change nothing. Drop it, or ask a model "
+                "without native thinking to reason in tags with think_in_tags=True.")
         tokenizer = loaded.tokenizer
         eos = getattr(loaded.model.generation_config, "eos_token_id", None) if hasattr(
             loaded.model, "generation_config") else None

@@ -115,3 +115,16 @@ def test_steering_a_row_negatively_really_subtracts(smollm_tokenizer):
         with steer(model, vector, strength=-1.0, layers=[1], allow_negative_strength=True):
             down = model(ids, output_hidden_states=True).hidden_states[2]
     torch.testing.assert_close(up - base, base - down, rtol=1e-4, atol=1e-4)
+
+
+def test_engine_options_that_would_change_nothing_are_refused(smollm_tokenizer, think_tokenizer):
+    with pytest.raises(InvalidSettingError, match=r"has none, so it would change nothing.*think_in_tags=True"):
+        make_engine(smollm_tokenizer, thinking=False)  # SmolLM2's template has no enable_thinking switch
+    from tests.conftest import tiny_qwen3
+
+    assert make_engine(think_tokenizer, tiny_qwen3, thinking=False).thinking is False  # a template with the switch
+    with pytest.raises(InvalidSettingError, match="leak_checks=False turns the leak checks off"):
+        make_engine(smollm_tokenizer, leak_checks=False, leak_policy="block")
+    with pytest.raises(InvalidSettingError, match="leak_checks=False"):
+        make_engine(smollm_tokenizer, leak_checks=False, canaries=["c-1"])
+    assert make_engine(smollm_tokenizer, leak_checks=False).leaks is None
