@@ -120,7 +120,8 @@ def read_sqlite_records(path: str | os.PathLike, *, kind: str | None = None, sin
                         until: datetime | None = None, model: str | None = None) -> list[AuditRecord]:
     """Records of an SQLite log in time order, filtered in SQL (by the indexes on time and kind)."""
     path = Path(path)
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[str | float] = []
     if kind is not None:
         clauses.append("id IN (SELECT record_id FROM findings WHERE kind = ?)")
         params.append(kind)

@@ -115,7 +115,7 @@ def format_layers(layers: Iterable[int]) -> str:
     runs: list[str] = []
     start = prev = None
     for layer in [*ordered, None]:
-        if start is not None and (layer is None or layer != prev + 1):
+        if start is not None and prev is not None and (layer is None or layer != prev + 1):
             runs.append(str(start) if start == prev else f"{start}-{prev}")
             start = None
         if layer is not None and start is None:
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 class _StderrHandler(logging.StreamHandler):
     """A handler that always writes to the current sys.stderr (which tests and tools may swap)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return sys.stderr
 
@@ -383,8 +383,8 @@ def load_engine(args: argparse.Namespace, *, mode: str | None = None) -> SelfGua
     scope = args.scope or (base.scope if base is not None else "generated")
     kept_tokens = base.max_tokens if base is not None and scope != "all" else None
     setting = SteeringSetting(
-        layers=tuple(args.layers if args.layers is not None else base.layers),
-        strength=args.strength if args.strength is not None else base.strength,
+        layers=tuple(args.layers if args.layers is not None else engine.setting.layers),  # base is engine.setting here
+        strength=args.strength if args.strength is not None else engine.setting.strength,
         scope=scope, source="command line",
         max_tokens=args.steer_tokens if args.steer_tokens is not None else kept_tokens,
         repetition_penalty=(args.repetition_penalty if args.repetition_penalty is not None

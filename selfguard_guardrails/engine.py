@@ -16,11 +16,11 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 
-from .audit import AuditLog, AuditSink, audit_log, record_for
+from .audit import AuditLog, AuditSink, FailureMode, audit_log, record_for
 from .awareness import probe_texts
 from .call_options import accepted_options, check_options, explains_unknown_options
 from .config import DEFAULT_MAX_NEW_TOKENS, GateSetting, Mode, SteeringSetting
@@ -44,7 +44,7 @@ from .prompting import (
     normalize_messages,
 )
 from .reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
-from .results import GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
+from .results import FinishReason, GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
 from .scoring import sequence_logprobs
 from .steering import SteeringVector, steer
 from .tools import checked_tools
@@ -90,11 +90,14 @@ def _per_row(sinks: Sequence[Any], fields: Mapping[str, Any] | Sequence[Mapping[
     per_row_sinks = bool(sinks) and all(isinstance(s, (list, tuple)) for s in sinks)
     per_row_fields = fields is not None and not isinstance(fields, Mapping)
     for given, name in ((per_row_sinks and sinks, "audit_sinks"), (per_row_fields and fields, "audit_fields")):
-        if given and len(given) != rows:  # type: ignore[arg-type]
-            raise InvalidSettingError(f"{name} has {len(given)} entries for {rows} prompts: give one per prompt, "  # type: ignore[arg-type]
+        if given and len(given) != rows:
+            raise InvalidSettingError(f"{name} has {len(given)} entries for {rows} prompts: give one per prompt, "
                                       "or a single value for all.")
     row_sinks = [list(s) for s in sinks] if per_row_sinks else [list(sinks)] * rows
-    row_fields = list(fields) if per_row_fields else [dict(fields or {})] * rows  # type: ignore[arg-type]
+    if fields is None or isinstance(fields, Mapping):  # not per_row_fields
+        row_fields: list[Mapping[str, Any]] = [dict(fields or {})] * rows
+    else:
+        row_fields = list(fields)
     return row_sinks, row_fields
 
 
@@ -121,7 +124,7 @@ class SelfGuard:
         leak_checks: bool = True,
         canaries: Sequence[str] = (),
         audit: Any = None,
-        audit_failure: str = "closed",
+        audit_failure: FailureMode = "closed",
         cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
     ) -> None:
@@ -362,6 +365,7 @@ class SelfGuard:
             vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
                               fingerprint=self.loaded.fingerprint)
             per_row = list(strengths) if strengths is not None else [setting.strength] * rows
+            assert options.repetition_penalty is not None  # every caller fills it in with _options_for
             stack.enter_context(steer(self.loaded.model, vector,
                                       strength=setting.strength if strengths is None else per_row,
                                       layers=setting.layers, scope=setting.scope,
@@ -374,7 +378,7 @@ class SelfGuard:
 
     # -- turning tokens into results ------------------------------------------------------
     def _visible_text(self, ids: Sequence[int]) -> str:
-        text = self.loaded.tokenizer.decode(list(ids), skip_special_tokens=False)
+        text = cast(str, self.loaded.tokenizer.decode(list(ids), skip_special_tokens=False))  # one sequence: str
         return clean_special_tokens(text, self.loaded.tokenizer)
 
     def _split(self, ids: list[int], opens_think: bool, stop: Sequence[str]) -> ReasoningSplit:
@@ -388,7 +392,7 @@ class SelfGuard:
         return ReasoningSplit(reasoning=reasoning, answer=answer, reasoning_truncated=split.reasoning_truncated,
                               reasoning_tokens=split.reasoning_tokens)
 
-    def _result(self, ids: list[int], finish: str, mode: Mode, prepared: _Prepared, row: int,
+    def _result(self, ids: list[int], finish: FinishReason, mode: Mode, prepared: _Prepared, row: int,
                 options: DecodeOptions, applied: SteeringApplied | None, clock: DecodeClock) -> GenerationResult:
         split = self._split(ids, prepared.opens_think[row], options.stop)
         return GenerationResult(
@@ -461,25 +465,27 @@ class SelfGuard:
             groups: dict[Mode, list[int]] = {}
             for row, route in enumerate(routes):
                 groups.setdefault(route.mode, []).append(row)
-            results: list[GenerationResult | None] = [None] * len(conversations)
+            slots: list[GenerationResult | None] = [None] * len(conversations)
             for effective, rows in groups.items():
                 subset = [conversations[r] for r in rows]
                 same_text = effective.uses_prompt == resolved.uses_prompt and len(rows) == len(conversations)
                 decoded = self._decode_batch(subset, effective, options, checked if same_text else None,
                                              *self._group_steering([routes[r] for r in rows]))
                 for row, result in zip(rows, decoded, strict=True):
-                    results[row] = result.model_copy(update={
+                    slots[row] = result.model_copy(update={
                         "mode": resolved.value, "awareness": None if scores is None else scores[row]})
+            results = [result for result in slots if result is not None]
+            assert len(results) == len(conversations)  # every row is in one group
             if self.leaks is not None and contexts is not None:
                 results = [self.leaks.check(result, context, self._regenerator(messages, resolved, options))
                            for result, context, messages in zip(results, contexts, conversations, strict=True)]
         if partial:
-            return results  # type: ignore[return-value]
-        self._write_audit(conversations, results, started, row_sinks, row_fields)  # type: ignore[arg-type]
+            return results
+        self._write_audit(conversations, results, started, row_sinks, row_fields)
         if self.leaks is not None:
             for result in results:
-                self.leaks.raise_if_blocked(result)  # type: ignore[arg-type]
-        return results  # type: ignore[return-value]
+                self.leaks.raise_if_blocked(result)
+        return results
 
     def finish(self, messages: Messages, result: GenerationResult, *, started: float | None = None,
                private_context: Sequence[str] | None = None, canaries: Sequence[str] | None = None,
@@ -530,7 +536,7 @@ class SelfGuard:
         prepared = prepared or self._prepare(conversations, mode, options)
         rows = len(conversations)
         generated: list[list[int]] = [[] for _ in range(rows)]
-        finish = ["length"] * rows
+        finish: list[FinishReason] = ["length"] * rows
         finished = torch.zeros(rows, dtype=torch.bool)
         clock = DecodeClock()
         eos_ids = set(self._decoder.eos_ids.tolist())
@@ -716,10 +722,10 @@ class SelfGuard:
                 result = self.leaks.check(result, context,  # type: ignore[arg-type]
                                           self._regenerator(messages, requested, options))
         if hold_all:
-            yield from self._pieces([("reasoning", result.reasoning), ("answer", result.answer)])
+            yield from self._pieces([(Channel.REASONING, result.reasoning), (Channel.ANSWER, result.answer)])
         elif (result.leakage is not None and result.leakage.action == "block"
               and self.leaks is not None and self.leaks.policy.block_with == "refusal"):
-            yield StreamPiece(channel="answer", text=result.answer)  # what the reader is shown instead
+            yield StreamPiece(channel=Channel.ANSWER, text=result.answer)  # what the reader is shown instead
         self._write_audit([messages], [result], started, [audit_sinks], [audit_fields or {}])
         if self.leaks is not None:
             self.leaks.raise_if_blocked(result)
@@ -732,7 +738,8 @@ class SelfGuard:
         holdback = max((len(s) for s in options.stop), default=1) - 1
         splitter = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=prepared.opens_think[0]).stream()
         ids: list[int] = []
-        finish, emitted, text = "length", 0, ""
+        finish: FinishReason = "length"
+        emitted, text = 0, ""
         finished = torch.zeros(1, dtype=torch.bool)
         clock = DecodeClock()
         eos_ids = set(self._decoder.eos_ids.tolist())

@@ -129,7 +129,7 @@ def _fill(schema: Mapping[str, Any], root: Mapping[str, Any], text: str, model: 
     return (value := _scalar(raw, kind)), text + json.dumps(value)
 
 
-def _scalar(raw: str, kind: str) -> Any:
+def _scalar(raw: str, kind: str | None) -> Any:
     """The number or boolean a model wrote, read leniently ("3 nights" is 3, "yes" is true)."""
     if kind == "boolean":
         word = raw.lower()[:1]

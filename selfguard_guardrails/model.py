@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import torch
 
@@ -196,7 +196,10 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
     )
 
 
-def _resolve_device(device: str | torch.device) -> str | torch.device:
+_Device = TypeVar("_Device", str, torch.device)
+
+
+def _resolve_device(device: _Device) -> _Device:
     try:
         torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -306,7 +309,7 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hub_disabled = _hub_bars_disabled()
-    gguf_module = None
+    gguf_module: Any = None  # a module patched by name: its `tqdm` exists in some transformers versions only
     original_tqdm = None
     with contextlib.suppress(Exception):
         import transformers.modeling_gguf_pytorch_utils as gguf_module
@@ -551,8 +554,11 @@ def _load_cache(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model, info = AutoModelForCausalLM.from_pretrained(
-        entry, dtype=torch_dtype, local_files_only=True, output_loading_info=True
+    model, info = cast(  # output_loading_info=True returns (model, info); transformers types only the model
+        "tuple[PreTrainedModel, dict[str, Any]]",
+        AutoModelForCausalLM.from_pretrained(
+            entry, dtype=torch_dtype, local_files_only=True, output_loading_info=True
+        ),
     )
     problems = {
         k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v
@@ -631,7 +637,7 @@ def _load_gguf(
                 exc,
             )
             if torch_dtype not in ("auto", torch.float32):
-                model = model.to(torch_dtype)
+                model = model.to(torch_dtype)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to via @wraps, unbound
             return model, tokenizer, identity
         logger.info("Cached the dequantized model in %s", entry)
         # Read back what later loads will read, so the first and later loads are the same model.
@@ -651,12 +657,15 @@ def _load_pretrained(
 ) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
-    model, info = AutoModelForCausalLM.from_pretrained(
-        location,
-        dtype=torch_dtype,
-        local_files_only=local_only,
-        trust_remote_code=trust_remote_code,
-        output_loading_info=True,
+    model, info = cast(  # output_loading_info=True returns (model, info); transformers types only the model
+        "tuple[PreTrainedModel, dict[str, Any]]",
+        AutoModelForCausalLM.from_pretrained(
+            location,
+            dtype=torch_dtype,
+            local_files_only=local_only,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+        ),
     )
     missing = info.get("missing_keys") if isinstance(info, dict) else None
     if missing:
@@ -794,7 +803,7 @@ def _finish(
 ) -> LoadedModel:
     if device is not None:
         try:
-            model = model.to(device)
+            model = model.to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to via @wraps, unbound
         except (RuntimeError, AssertionError, ValueError) as exc:
             raise InvalidSettingError(f"Cannot move the model to device {device!r}: {exc}") from exc
         generation_config = getattr(model, "generation_config", None)

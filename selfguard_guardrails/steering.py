@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -118,7 +119,7 @@ class SteeringVector:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> SteeringVector:
+    def load(cls, path: str | os.PathLike) -> SteeringVector:
         """Read a vector written by `save`; a damaged or foreign file raises CorruptFileError."""
         path = Path(path)
         if not path.is_file():
@@ -239,6 +240,7 @@ class _PositionTracker:
         positions = positions.expand(batch, seq_len)
         if self.infer_lengths and (past == 0 or self.prompt_lengths is None):
             self.prompt_lengths = positions.max(dim=-1).values + 1
+        assert self.prompt_lengths is not None  # given at construction, else inferred just above
         lengths = self.prompt_lengths.to(positions.device)[:, None] - self.shift
         generated = positions >= lengths
         if self.max_tokens is not None:

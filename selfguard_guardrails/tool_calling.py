@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tenacity import Retrying, retry_if_result, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from . import guided_json
 from .results import GenerationResult, Usage
@@ -53,6 +53,12 @@ def tool_options(tools: Sequence[Mapping[str, Any]] | None, choice: Any, stop: S
 
 def _names(tools: Sequence[Mapping[str, Any]] | None) -> list[str]:
     return [t.get("function", t).get("name") for t in tools or ()]
+
+
+def _last_try(state: RetryCallState) -> GenerationResult:
+    """The last try's own result: out of tries, `Retrying` returns it instead of raising."""
+    assert state.outcome is not None  # set once a try has run, before retrying gives up
+    return state.outcome.result()
 
 
 @dataclass
@@ -111,7 +117,7 @@ class ToolTurn:
 
         retrying = Retrying(stop=stop_after_attempt(1 + self.retries),
                             retry=retry_if_result(lambda result: not parse_tool_calls(result.answer, names).calls),
-                            retry_error_callback=lambda state: state.outcome.result())
+                            retry_error_callback=_last_try)
         return retrying(one_try)
 
     def _guided_call(self, conversation: list[dict[str, Any]], options: dict[str, Any], name: str,

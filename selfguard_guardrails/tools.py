@@ -53,7 +53,7 @@ def checked_tools(tools: Sequence[Mapping[str, Any]] | None) -> tuple[Mapping[st
         if not isinstance(name, str) or not name.strip():
             raise InvalidSettingError(f"{where} has no name: give tools in the OpenAI format, "
                                       '{"type": "function", "function": {"name": ..., "parameters": {...}}}.')
-        parameters = function.get("parameters", {})  # type: ignore[union-attr]
+        parameters = function.get("parameters", {})
         if not isinstance(parameters, Mapping):
             raise InvalidSettingError(f"{where}: parameters must be a JSON-schema object, got "
                                       f"{type(parameters).__name__}.")

@@ -63,14 +63,17 @@ def test_chat_returns_the_answer_with_token_counts_and_what_the_engine_did(llm):
     assert extra["gate_fired"] is False and extra["awareness"] < 0 and extra["leakage"]["action"] == "none"
 
 
-def test_stream_pieces_join_to_the_full_text(llm):
-    whole = llm.chat(QUESTION).message.content
-    chunks = list(llm.stream_chat(QUESTION))
+def test_stream_pieces_join_to_the_full_text(engine):
+    """Under the default leak policy a stream holds back a short tail (see docs/leakage.md#streams)
+    and still arrives in several pieces for an answer of a few sentences."""
+    llm = SelfGuardLLM(engine=engine, max_new_tokens=48)
+    question = "Tell me two facts about Mars."
+    whole = llm.chat([ChatMessage(role="user", content=question)]).message.content
+    chunks = list(llm.stream_chat([ChatMessage(role="user", content=question)]))
     assert len(chunks) > 2 and "".join(c.delta for c in chunks) == whole
     assert chunks[-1].message.content == whole and chunks[-1].additional_kwargs["completion_tokens"] > 0
-    completion = llm.complete("Name two planets of the solar system.")
-    assert completion.text == whole
-    assert "".join(c.delta for c in llm.stream_complete("Name two planets of the solar system.")) == whole
+    assert llm.complete(question).text == whole
+    assert "".join(c.delta for c in llm.stream_complete(question)) == whole
 
 
 async def test_async_calls_give_what_the_sync_ones_give(llm):
@@ -214,9 +217,11 @@ def test_events_are_in_the_llm_span_and_records_carry_the_span_ids(engine, tmp_p
     steering = [e for e in handler.events if isinstance(e, SelfGuardSteeringEvent)]
     assert [e.span_id for e in steering] == [r.context["llama_index_span_id"] for r in records]
     assert all(e.mode == "plain" and e.steering_layers is None for e in steering)
-    leaked = CANARY in response.message.content
+    leaked = any(f.subtype == "canary" for f in records[0].findings)
     leaks = [e for e in handler.events if isinstance(e, SelfGuardLeakEvent)]
-    assert bool(leaks) == leaked == any(f.subtype == "canary" for f in records[0].findings)
+    assert bool(leaks) == leaked
+    assert CANARY not in response.message.content  # redacted by default
+    assert ("[REDACTED:private_context/canary]" in response.message.content) == leaked
     assert CANARY not in (tmp_path / "audit.jsonl").read_text()
 
 

@@ -181,8 +181,11 @@ class CandidateScorer:
             shared = [c for c in group if not c.mode.uses_steering or c.scope == "generated"]
             prefill = self._prefill(ids, mask, None, openings.count) if shared else None
             for candidate in group:
-                first, cache, full_mask = prefill if candidate in shared else self._prefill(
-                    ids, mask, candidate, openings.count)
+                if candidate in shared:
+                    assert prefill is not None  # computed above whenever `shared` has candidates
+                    first, cache, full_mask = prefill
+                else:
+                    first, cache, full_mask = self._prefill(ids, mask, candidate, openings.count)
                 picked, dists = self._openings(candidate, openings, first, cache, full_mask)
                 baseline = baseline or (picked, dists)
                 into = scores[candidate]

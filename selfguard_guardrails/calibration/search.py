@@ -132,6 +132,14 @@ def _shortlist(results: list[CandidateResult], size: int, limits: CalibrationLim
     return [r for r in results if not r.candidate.mode.uses_steering] + steered
 
 
+def _preference(result: CandidateResult) -> tuple[float, float, float, float]:
+    """How a measured result ranks: harmful refusal up, then benign refusal, degeneration and KL down."""
+    measured = result.measured
+    assert measured is not None  # only shortlisted (measured) results are feasible
+    return (measured.harmful_refusal.value, -measured.benign_refusal.value, -measured.degeneration.value,
+            -result.benign_kl)
+
+
 def _violations(measured: Measured, kl: float, plain: Measured, limits: CalibrationLimits) -> list[str]:
     problems = []
     over = measured.benign_refusal.value - plain.benign_refusal.value
@@ -178,9 +186,7 @@ class Calibrator:
             result.measured = self._measure(result, harmful, benign)
             result.violations = _violations(result.measured, result.benign_kl, plain.measured, self.limits)
         feasible = [r for r in shortlisted if r.feasible]
-        chosen = max(feasible, default=None, key=lambda r: (r.measured.harmful_refusal.value,
-                                                             -r.measured.benign_refusal.value,
-                                                             -r.measured.degeneration.value, -r.benign_kl))
+        chosen = max(feasible, default=None, key=_preference)
         return CalibrationReport(plain=plain, results=results, chosen=chosen, limits=self.limits,
                                  counts={"harmful": len(harmful), "benign": len(benign), "grid": len(grid),
                                          "shortlist": len(shortlisted)},
@@ -298,6 +304,6 @@ def _ungated_strength(report: CalibrationReport, chosen: Candidate) -> float:
     measured there, else the guarded λ (the gate then is what keeps benign prompts safe)."""
     same = [r for r in report.shortlist if r.feasible and r.candidate.mode is Mode.SELF_GUARD
             and r.candidate.layers == chosen.layers and r.candidate.scope == chosen.scope]
-    best = max(same, default=None, key=lambda r: r.measured.harmful_refusal.value)  # type: ignore[union-attr]
+    best = max(same, default=None, key=lambda r: _preference(r)[0])  # the highest harmful refusal
     return chosen.strength if best is None else best.candidate.strength
 

@@ -82,6 +82,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                   judge=judge, progress=not args.quiet)
     run.run(sets)
     sys.stdout.write((run.out_dir / "report.md").read_text(encoding="utf-8"))
-    files = [run.records_path.name, "metrics.json", "report.md", *(path.name for path in run.plots)]
-    sys.stderr.write(f"wrote {', '.join(files)} in {run.out_dir}\n")
+    written = [run.records_path.name, "metrics.json", "report.md", *(path.name for path in run.plots)]
+    sys.stderr.write(f"wrote {', '.join(written)} in {run.out_dir}\n")
     return 0

@@ -43,7 +43,7 @@ class MissingExtraError(SelfGuardError, ImportError):
     """An optional dependency (here langchain-core) is not installed."""
 
 
-def _base_chat_model() -> type:
+def _base_chat_model() -> type[BaseChatModel]:
     try:
         from langchain_core.language_models import BaseChatModel
     except ImportError as error:

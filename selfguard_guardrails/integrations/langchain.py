@@ -85,10 +85,11 @@ class ChatSelfGuard(BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
-        params.update(ls_provider="selfguard",
-                      ls_model_name=kwargs.get("model") or self.model_name or "SmolLM2-135M-Instruct",
-                      ls_model_type="chat", ls_temperature=kwargs.get("temperature", self.temperature),
-                      ls_max_tokens=kwargs.get("max_tokens", self.max_tokens))
+        params["ls_provider"] = "selfguard"
+        params["ls_model_name"] = kwargs.get("model") or self.model_name or "SmolLM2-135M-Instruct"
+        params["ls_model_type"] = "chat"
+        params["ls_temperature"] = kwargs.get("temperature", self.temperature)
+        params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
         if stop or self.stop:
             params["ls_stop"] = stop or self.stop
         return params
@@ -123,13 +124,16 @@ class ChatSelfGuard(BaseChatModel):
 
     def _message(self, result: GenerationResult, tools: Sequence[dict[str, Any]] | None = None) -> AIMessage:
         extra = {"reasoning_content": result.reasoning} if result.reasoning else {}
-        common = {"additional_kwargs": extra, "usage_metadata": usage_of(result),
-                  "response_metadata": metadata_of(result)}
+        usage, metadata = usage_of(result), metadata_of(result)
         if not tools:
-            return AIMessage(content=result.answer, **common)
+            return AIMessage(content=result.answer, additional_kwargs=extra, usage_metadata=usage,
+                             response_metadata=metadata)
         parsed = parse_tool_calls(result.answer, [t["function"]["name"] for t in tools])
-        return AIMessage(content=parsed.text, tool_calls=[ToolCall(**call) for call in parsed.calls],
-                         invalid_tool_calls=[InvalidToolCall(**bad) for bad in parsed.invalid], **common)
+        calls = [ToolCall(name=c["name"], args=c["args"], id=c["id"]) for c in parsed.calls]
+        invalid = [InvalidToolCall(type="invalid_tool_call", name=b["name"], args=b["args"], id=b["id"],
+                                   error=b["error"]) for b in parsed.invalid]
+        return AIMessage(content=parsed.text, tool_calls=calls, invalid_tool_calls=invalid,
+                         additional_kwargs=extra, usage_metadata=usage, response_metadata=metadata)
 
     def _report(self, result: GenerationResult, run_manager: CallbackManagerForLLMRun | None) -> None:
         """Leak findings as a custom event on this model's own run (the run manager itself has no
@@ -159,6 +163,7 @@ class ChatSelfGuard(BaseChatModel):
         options = self._options(stop, run_manager, **kwargs)
         if options["tools"]:  # a tool call is only known once the answer is complete
             result = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
+            assert isinstance(result, AIMessage)  # built by _message
             calls = [ToolCallChunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
                      for i, c in enumerate(result.tool_calls)]
             yield ChatGenerationChunk(message=AIMessageChunk(
@@ -204,7 +209,7 @@ class ChatSelfGuard(BaseChatModel):
         return managers
 
     def batch(self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None = None,
-              *, return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:  # type: ignore[override]
+              *, return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:
         """All inputs in one padded engine batch (one forward pass per step for all of them),
         each still its own LangChain run: callbacks, run ids and audit records per input."""
         if not self._batchable(inputs, return_exceptions, kwargs):
@@ -233,9 +238,9 @@ class ChatSelfGuard(BaseChatModel):
 
     async def abatch(self, inputs: list[LanguageModelInput],
                      config: RunnableConfig | list[RunnableConfig] | None = None, *,
-                     return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:  # type: ignore[override]
+                     return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:
         """`batch` in a worker thread (the engine is synchronous), so the event loop stays free."""
         if not self._batchable(inputs, return_exceptions, kwargs):
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        first = config[0] if isinstance(config, list) and config else config
+        first = (config[0] if config else None) if isinstance(config, list) else config
         return await run_in_executor(first, self.batch, inputs, config, **kwargs)

@@ -15,10 +15,11 @@ the LLM's span; audit records reach `SelfGuardAuditEventHandler`s with the span 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
+from typing import Any, TypeVar
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -51,6 +52,7 @@ from .llama_index_rag import retrieved_private_context
 
 dispatcher = get_dispatcher(__name__)
 _DONE = object()
+T = TypeVar("T")
 
 
 class SelfGuardLLM(FunctionCallingLLM):
@@ -237,17 +239,17 @@ def _as_completion(response: ChatResponse) -> CompletionResponse:
     return CompletionResponse(text=text, delta=response.delta, raw=response.raw, additional_kwargs=extra)
 
 
-def _started(responses: Iterator[Any]) -> Iterator[Any]:
+def _started(responses: Iterator[T]) -> Generator[T, None, None]:
     """Run a lazy generator up to its first item now, so bad input raises at the call, not at
-    the first `next()`; the item is yielded again first."""
+    the first `next()`; the item is yielded again first. A generator, as LlamaIndex's callbacks
+    want of a stream."""
     iterator = iter(responses)
-    try:
-        first = next(iterator)
-    except StopIteration:
-        return iter(())
+    head: list[T] = []
+    with contextlib.suppress(StopIteration):
+        head.append(next(iterator))
 
-    def chained() -> Iterator[Any]:
-        yield first
+    def chained() -> Generator[T, None, None]:
+        yield from head
         yield from iterator
 
     return chained()
@@ -259,7 +261,7 @@ async def _in_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, lambda: context.run(function, *args, **kwargs))
 
 
-async def _stream_in_thread(make: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:
+async def _stream_in_thread(make: Callable[[], Iterator[T]]) -> AsyncGenerator[T, None]:
     """An async view of a sync generator that is made and iterated in one worker thread (the
     engine's lock is taken and released in that thread). Returns once the first item is there,
     so bad input raises at the call. Leaving early closes the generator, which frees the engine."""
@@ -289,7 +291,7 @@ async def _stream_in_thread(make: Callable[[], Iterator[Any]]) -> AsyncIterator[
     if isinstance(first, BaseException):
         raise first
 
-    async def rest() -> AsyncIterator[Any]:
+    async def rest() -> AsyncGenerator[T, None]:
         try:
             item = first
             while item is not _DONE:

@@ -71,7 +71,8 @@ def to_engine_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
                 turn["tool_calls"] = calls
         elif role == "tool":
             call_id = message.additional_kwargs.get("tool_call_id")
-            turn.update(tool_call_id=call_id, name=message.additional_kwargs.get("name") or names.get(call_id, ""))
+            known = "" if call_id is None else names.get(call_id, "")
+            turn.update(tool_call_id=call_id, name=message.additional_kwargs.get("name") or known)
         converted.append(turn)
     return converted
 

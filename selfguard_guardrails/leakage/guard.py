@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential, wait_none
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential, wait_none
 
 from ..audit import AuditAttempt
 from ..prompting import Messages, normalize_messages
 from ..results import GenerationResult
 from .findings import Finding
-from .policy import LeakBlockedError, LeakPolicy
+from .policy import LeakBlockedError, LeakPolicy, PolicyAction
 from .report import LeakageReport, redact_text
 from .scanner import LeakContext, LeakScanner
 
@@ -21,6 +21,12 @@ Regenerate = Callable[[int], GenerationResult]
 
 def _strength(result: GenerationResult) -> float | None:
     return None if result.steering is None else result.steering.strength
+
+
+def _last_try(state: RetryCallState) -> Any:
+    """The last try's own result: out of tries, `Retrying` returns it instead of raising."""
+    assert state.outcome is not None  # set once a try has run, before retrying gives up
+    return state.outcome.result()
 
 
 class LeakGuard:
@@ -60,7 +66,7 @@ class LeakGuard:
 
     def _regenerate(self, result: GenerationResult, findings: list[Finding], context: LeakContext,
                     regenerate: Regenerate, attempts: list[AuditAttempt],
-                    ) -> tuple[GenerationResult, list[Finding], str]:
+                    ) -> tuple[GenerationResult, list[Finding], PolicyAction | Literal["none"]]:
         """Up to `max_regenerations` more tries, waiting `backoff_seconds` x 2^n between them; still
         leaking after the last, the policy falls back to `block`."""
         if self.policy.max_regenerations == 0:
@@ -78,7 +84,7 @@ class LeakGuard:
                 else wait_none())
         retrying = Retrying(stop=stop_after_attempt(self.policy.max_regenerations), wait=wait,
                             retry=retry_if_result(lambda outcome: self.policy.action_for(outcome[1]) == "regenerate"),
-                            retry_error_callback=lambda state: state.outcome.result())  # the last try, no error
+                            retry_error_callback=_last_try)  # the last try, no error
         retried, found = retrying(one_try)
         final = self.policy.action_for(found)
         if final == "regenerate":

@@ -93,15 +93,15 @@ class ProtectedText:
             return
         indexes = sorted(marked)
         run = [indexes[0]]
-        for index in [*indexes[1:], None]:
-            if index is not None and index - run[-1] <= GAP + 1:
-                run.append(index)
+        for following in [*indexes[1:], None]:
+            if following is not None and following - run[-1] <= GAP + 1:
+                run.append(following)
                 continue
             if len(run) >= MIN_WORDS and _longest_verbatim(run, marked) >= MIN_RUN:
                 sources = [marked[i] for i in run]
                 yield output.span(run[0])[0], output.span(run[-1])[1], min(sources), max(sources)
-            if index is not None:
-                run = [index]
+            if following is not None:
+                run = [following]
 
 
 def _longest_verbatim(run: list[int], marked: dict[int, int]) -> int:

@@ -17,7 +17,7 @@ _RANK = {"log": 0, "redact": 1, "regenerate": 2, "block": 3}  # which action win
 # PII too: the engine cannot tell whose data a name, e-mail or phone number is, nor who reads
 # the answer, and PII in an answer is mostly copied from context (documents, tool results) or
 # invented; a placeholder costs a few words, a leak cannot be taken back. `log` is one word away.
-DEFAULT_ACTIONS: Mapping[str, PolicyAction] = dict.fromkeys(KINDS, "redact")  # type: ignore[arg-type]
+DEFAULT_ACTIONS: Mapping[str, PolicyAction] = dict.fromkeys(KINDS, "redact")
 
 
 class LeakBlockedError(SelfGuardError):

@@ -76,7 +76,7 @@ class StreamGuard:
             self.blocked = True
             return []
         shown = redact_text(self.reasoning, [f for f in findings if self._redacts(f, "reasoning")], "reasoning")
-        return [("reasoning", shown)]
+        return [(Channel.REASONING, shown)]
 
     def _held_from(self) -> int:
         """Where the held tail of the answer starts (see the module's docstring)."""
@@ -112,4 +112,4 @@ class StreamGuard:
             return []
         text = redact_range(self.answer, redacted, self.shown, end)
         self.shown = end
-        return [("answer", text)] if text else []
+        return [(Channel.ANSWER, text)] if text else []
