@@ -141,11 +141,15 @@ def find_values(text: str, values: Sequence[tuple[str, Match]], kind: Kind, min_
     gave it there: a password quoted from a private runbook is a leak with or without the label
     around it, and so is a near copy (a digit dropped, a suffix changed): a token sharing a run
     of at least `NEAR_VALUE_SHARE` of the value's characters (and `min_length`) with it."""
+    lowered_text = text.lower()
     for value, in_source in values:
         exact = re.compile(r"(?<![\w\-])" + re.escape(value) + r"(?![\w\-])", re.IGNORECASE)
         spans = [found.span() for found in exact.finditer(text)]
         needed = max(min_length, math.ceil(NEAR_VALUE_SHARE * len(value)))
         lowered = value.lower()
+        pieces = {lowered[i:i + min_length] for i in range(len(lowered) - min_length + 1)}
+        if not any(piece in lowered_text for piece in pieces):
+            continue  # no run of `min_length` characters in common: no near copy anywhere (the usual case)
         for token in _TOKEN.finditer(text):
             start, end = token.span()
             if end - start < needed or any(s < end and start < e for s, e in spans):

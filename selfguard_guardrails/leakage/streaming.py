@@ -11,8 +11,7 @@ Without them only patterns and canaries can match: a key or token has no whitesp
 the spans that do (a phone number, an IBAN, a labelled passphrase, a connection string, a canary)
 do not cross the end of a sentence or a line, so the tail runs from the last such end, and at
 least `PATTERN_WINDOW` characters (or the longest canary) back; an open private-key block is
-held from its first line.
-Streams without protected documents therefore still stream.
+held from its first line. Streams without protected documents therefore still stream.
 """
 
 from __future__ import annotations
