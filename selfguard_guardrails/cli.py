@@ -616,8 +616,10 @@ def _note_options_for_other_modes(args: argparse.Namespace, mode: str) -> None:
     them; say so when the starting mode is not one of those."""
     try:
         refuse_unused_options(args, [mode])
-    except CliError as unused:
-        _write_line(sys.stderr, f"note: {unused} They apply once /mode switches to a mode that uses them.")
+    except CliError:
+        kept = given_flags(args, STEERING_FLAGS) + given_flags(args, GATE_FLAGS) + (["--vector"] if args.vector else [])
+        _write_line(sys.stderr, f"note: mode {mode} does not use all of {', '.join(kept)}; they are kept and apply "
+                                "once /mode switches to a mode that uses them.")
 
 
 _CHAT_HELP = "commands: /reset (forget the conversation), /mode NAME (" + ", ".join(MODES) + "), /help, /quit"

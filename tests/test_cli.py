@@ -328,6 +328,26 @@ def test_chat_keeps_history_and_handles_commands(setup, capsys, monkeypatch):
     assert len([line for line in out.splitlines() if line.strip()]) >= 1
 
 
+def test_chat_keeps_options_for_the_modes_that_use_them_and_says_so(setup, capsys, monkeypatch):
+    from selfguard_guardrails.engine import SelfGuard
+
+    strengths = []
+    real_stream = SelfGuard.stream
+
+    def spy(self, messages, **options):
+        strengths.append(self.setting.strength)
+        return real_stream(self, messages, **options)
+
+    monkeypatch.setattr(SelfGuard, "stream", spy)
+    lines = iter(["/mode steer", "Hi.", "/quit"])
+    monkeypatch.setattr(builtins, "input", lambda *a: next(lines))
+    rc, _, err = run(capsys, "chat", "--mode", "plain", "--vector", setup.vector, "--strength", "0.3",
+                     "--max-new-tokens", "4", "-q")
+    assert rc == 0
+    assert "note: mode plain does not use all of --strength, --vector" in err and "once /mode switches" in err
+    assert strengths == [0.3]  # applied once the chat switched to a steered mode
+
+
 def test_chat_exits_cleanly_on_eof(setup, capsys, monkeypatch):
     def eof(*args):
         raise EOFError
