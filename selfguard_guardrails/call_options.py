@@ -60,8 +60,10 @@ def check_options(call: str, given: Iterable[str], accepted: Iterable[str]) -> N
         + f". {call}() accepts: {', '.join(sorted(known))}.")
 
 
-def accepted_options(function: Callable[..., Any], *, leave_out: Iterable[str] = ()) -> tuple[str, ...]:
-    """The keyword options of `function` (positional-only and *args/**kwargs left out)."""
+@functools.cache
+def accepted_options(function: Callable[..., Any], *, leave_out: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The keyword options of `function` (positional-only and *args/**kwargs left out); read once
+    per function, since `generate` asks on every call."""
     skipped = {"self", *leave_out}
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return tuple(name for name, p in inspect.signature(function).parameters.items()

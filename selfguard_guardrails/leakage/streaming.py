@@ -94,8 +94,10 @@ class StreamGuard:
     def _release_answer(self, *, final: bool) -> list[tuple[Channel, str]]:
         if self.blocked:
             return []
+        if not final and len(self.answer) - self._checked_length < RESCAN_EVERY:
+            return []
         end = len(self.answer) if final else self._held_from()
-        if end <= self.shown or (not final and len(self.answer) - self._checked_length < RESCAN_EVERY):
+        if end <= self.shown:
             return []
         self._checked_length = len(self.answer)
         findings = self.scanner.scan_text(self.answer, "answer", self.context)
