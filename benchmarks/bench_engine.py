@@ -27,13 +27,13 @@ import torch
 import transformers
 
 import selfguard_guardrails
-from selfguard_guardrails.config import SteeringSetting
 from selfguard_guardrails.engine import SelfGuard
-from selfguard_guardrails.extraction import extract_steering_vector
-from selfguard_guardrails.layers import decoder_layers
-from selfguard_guardrails.model import LoadedModel, set_torch_threads
-from selfguard_guardrails.prompt_files import calibration_prompts
-from selfguard_guardrails.steering import SteeringVector
+from selfguard_guardrails.method.extraction import extract_steering_vector
+from selfguard_guardrails.method.prompt_sets import calibration_prompts
+from selfguard_guardrails.method.steering import SteeringVector
+from selfguard_guardrails.runtime.layers import decoder_layers
+from selfguard_guardrails.runtime.loading import LoadedModel, set_torch_threads
+from selfguard_guardrails.settings import SteeringSetting
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 STRENGTH = 0.05  # small, so the steered text stays ordinary; only the cost of the hooks matters
@@ -42,7 +42,7 @@ TARGET_RATIO_30 = 0.985
 EXTRACTION_BATCH = 16
 CHILD_LOAD = """
 import json, resource, sys, time
-from selfguard_guardrails.model import load_model
+from selfguard_guardrails.runtime.loading import load_model
 started = time.perf_counter()
 load_model(None, cache_dir=sys.argv[1], progress=False)
 seconds = time.perf_counter() - started

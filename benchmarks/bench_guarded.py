@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from timing import best  # noqa: E402 - benchmarks/timing.py, next to this script
 
-from selfguard_guardrails.awareness import probe_texts  # noqa: E402
-from selfguard_guardrails.config import Mode  # noqa: E402
-from selfguard_guardrails.decoding import DecodeOptions  # noqa: E402
 from selfguard_guardrails.engine import SelfGuard  # noqa: E402
-from selfguard_guardrails.extraction import last_token_activations  # noqa: E402
+from selfguard_guardrails.method.awareness import probe_texts  # noqa: E402
+from selfguard_guardrails.method.extraction import last_token_activations  # noqa: E402
+from selfguard_guardrails.runtime.decoding import DecodeOptions  # noqa: E402
+from selfguard_guardrails.settings import Mode  # noqa: E402
 
 
 def prompt_mix(count: int) -> list[str]:

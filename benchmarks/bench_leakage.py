@@ -38,7 +38,7 @@ FILLER = ("The user asked how to configure the service, so I will walk through t
 
 def tokenizer():
     try:
-        from selfguard_guardrails.model import load_model
+        from selfguard_guardrails.runtime.loading import load_model
 
         return load_model(None, progress=False).tokenizer
     except Exception as error:  # the embedded model is optional here: fall back to a rough count

@@ -14,7 +14,7 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from selfguard_guardrails.audit import read_audit_log
 from selfguard_guardrails.integrations.langchain import ChatSelfGuard
-from selfguard_guardrails.integrations.langchain_audit import SelfGuardAuditHandler
+from selfguard_guardrails.integrations.langchain.audit import SelfGuardAuditHandler
 
 CANARY = "CANARY-0420-heron"
 

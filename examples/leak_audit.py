@@ -13,7 +13,7 @@ from pathlib import Path
 
 from selfguard_guardrails import SelfGuard
 from selfguard_guardrails.audit import audit_context, read_audit_log
-from selfguard_guardrails.audit_command import summarise
+from selfguard_guardrails.cli.audit import summarise
 
 CANARY = "CANARY-7731-zebra"
 PASSWORD = "Tr0ub4dor&3"

@@ -22,8 +22,8 @@ from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
 from selfguard_guardrails.audit import read_audit_log
 from selfguard_guardrails.integrations.llama_index import SelfGuardLLM
-from selfguard_guardrails.integrations.llama_index_audit import SelfGuardAuditEventHandler
-from selfguard_guardrails.integrations.llama_index_rag import PrivateContextPostprocessor
+from selfguard_guardrails.integrations.llama_index.audit import SelfGuardAuditEventHandler
+from selfguard_guardrails.integrations.llama_index.rag import PrivateContextPostprocessor
 
 DOCS = Path(__file__).resolve().parent / "private_docs"
 PUBLIC = {"customer_faq.md"}

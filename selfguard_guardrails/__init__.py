@@ -9,6 +9,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from . import moved_modules
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -18,20 +20,22 @@ _EXPORTS = {
     "Usage": "results",
     "SteeringApplied": "results",
     "Timings": "results",
-    "Mode": "config",
-    "SteeringSetting": "config",
-    "GateSetting": "config",
-    "SafetyPrompt": "prompting",
-    "SteeringVector": "steering",
-    "steer": "steering",
-    "extract_steering_vector": "extraction",
-    "load_model": "model",
-    "LoadedModel": "model",
-    "Channel": "reasoning",
-    "ReasoningSplit": "reasoning",
+    "Mode": "settings",
+    "SteeringSetting": "settings",
+    "GateSetting": "settings",
+    "SafetyPrompt": "method.prompting",
+    "SteeringVector": "method.steering",
+    "steer": "method.steering",
+    "extract_steering_vector": "method.extraction",
+    "load_model": "runtime.loading",
+    "LoadedModel": "runtime.loading",
+    "Channel": "runtime.reasoning",
+    "ReasoningSplit": "runtime.reasoning",
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
+moved_modules.install()
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, computed_field
 
 from .leakage.report import LeakageReport
-from .reasoning import Channel
+from .runtime.reasoning import Channel
 
 FinishReason = Literal["eos", "length", "stop"]
 

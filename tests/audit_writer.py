@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 from selfguard_guardrails.audit import AuditRecord
-from selfguard_guardrails.audit_jsonl import JsonlAuditSink
-from selfguard_guardrails.audit_sqlite import SqliteAuditSink
+from selfguard_guardrails.audit.jsonl import JsonlAuditSink
+from selfguard_guardrails.audit.sqlite import SqliteAuditSink
 from selfguard_guardrails.leakage.findings import Finding
 
 

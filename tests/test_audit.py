@@ -24,8 +24,8 @@ from selfguard_guardrails.audit import (
     open_audit_sink,
     read_audit_log,
 )
-from selfguard_guardrails.audit_jsonl import JsonlAuditSink, read_jsonl_records
-from selfguard_guardrails.audit_sqlite import SCHEMA_VERSION, SqliteAuditSink
+from selfguard_guardrails.audit.jsonl import JsonlAuditSink, read_jsonl_records
+from selfguard_guardrails.audit.sqlite import SCHEMA_VERSION, SqliteAuditSink
 from selfguard_guardrails.errors import AuditLogError, InvalidSettingError
 from selfguard_guardrails.leakage.findings import Finding
 from tests.audit_writer import record

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from selfguard_guardrails import SelfGuard, SteeringSetting
-from selfguard_guardrails.awareness import fit_awareness_probe, probe_from_states
-from selfguard_guardrails.config import GateSetting, Mode
 from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, VectorMismatchError
-from selfguard_guardrails.extraction import last_token_activations
-from selfguard_guardrails.layers import decoder_layers
-from selfguard_guardrails.model import LoadedModel
-from selfguard_guardrails.probe import AwarenessProbe, auc
-from selfguard_guardrails.steering import SteeringVector
+from selfguard_guardrails.method.awareness import fit_awareness_probe, probe_from_states
+from selfguard_guardrails.method.extraction import last_token_activations
+from selfguard_guardrails.method.probe import AwarenessProbe, auc
+from selfguard_guardrails.method.steering import SteeringVector
+from selfguard_guardrails.runtime.layers import decoder_layers
+from selfguard_guardrails.runtime.loading import LoadedModel
+from selfguard_guardrails.settings import GateSetting, Mode
 from tests.conftest import tiny_llama
 from tests.test_steering import random_vector
 
@@ -237,9 +237,9 @@ def test_auc_and_fitted_probe_mechanics(smollm_tokenizer):
     assert torch.isclose(probe.direction.norm(), torch.tensor(1.0))
     low, high = probe.score_range
     assert low < probe.threshold + 1e-3 and low < high
-    from selfguard_guardrails.awareness import probe_texts
-    from selfguard_guardrails.extraction import last_token_activations
-    from selfguard_guardrails.prompting import ChatRenderer
+    from selfguard_guardrails.method.awareness import probe_texts
+    from selfguard_guardrails.method.extraction import last_token_activations
+    from selfguard_guardrails.method.prompting import ChatRenderer
 
     texts = probe_texts(ChatRenderer(smollm_tokenizer), benign)
     states = last_token_activations(model, smollm_tokenizer, texts, progress=False)

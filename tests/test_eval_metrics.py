@@ -15,8 +15,8 @@ from selfguard_guardrails.evaluation.metrics import (
     next_token_kl,
     rate,
 )
-from selfguard_guardrails.layers import decoder_layers
-from selfguard_guardrails.steering import steer
+from selfguard_guardrails.method.steering import steer
+from selfguard_guardrails.runtime.layers import decoder_layers
 from tests.conftest import tiny_gpt2, tiny_llama
 from tests.test_engine_mechanics import PROMPTS, make_engine
 

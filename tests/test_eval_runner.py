@@ -78,7 +78,7 @@ def test_damaged_records_and_bad_modes_are_refused(tmp_path, smollm_tokenizer):
 def test_guarded_benign_kl_counts_prompts_the_gate_lets_through_as_their_below_mode(tmp_path, smollm_tokenizer):
     import math
 
-    from selfguard_guardrails.config import GateSetting
+    from selfguard_guardrails.settings import GateSetting
     from tests.test_awareness_gate import gated_engine
 
     benign = {"benign": items("benign", 3)}

@@ -17,7 +17,7 @@ from selfguard_guardrails import SelfGuard
 from selfguard_guardrails.audit import read_audit_log
 from selfguard_guardrails.errors import InvalidMessagesError
 from selfguard_guardrails.integrations.langchain import ChatSelfGuard
-from selfguard_guardrails.integrations.langchain_audit import SelfGuardAuditHandler
+from selfguard_guardrails.integrations.langchain.audit import SelfGuardAuditHandler
 from tests.engine_spy import EngineSpy
 
 CANARY = "CANARY-5521-otter"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from selfguard_guardrails.audit import AuditLog, audit_context, read_audit_log
-from selfguard_guardrails.audit_jsonl import JsonlAuditSink
+from selfguard_guardrails.audit.jsonl import JsonlAuditSink
 from selfguard_guardrails.errors import InvalidSettingError
 from selfguard_guardrails.leakage.findings import KINDS
 from selfguard_guardrails.leakage.guard import LeakGuard

@@ -8,7 +8,7 @@ import pytest
 
 from selfguard_guardrails.leakage.evaluate import read_corpus, scan_case, score_corpus
 from selfguard_guardrails.leakage.scanner import LeakContext, LeakScanner
-from selfguard_guardrails.prompting import DEFAULT_SAFETY_SYSTEM
+from selfguard_guardrails.method.prompting import DEFAULT_SAFETY_SYSTEM
 
 CORPUS = Path(__file__).parent / "data" / "leakage" / "corpus.jsonl"
 SCANNER = LeakScanner()

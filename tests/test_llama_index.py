@@ -23,7 +23,7 @@ from selfguard_guardrails import SelfGuard
 from selfguard_guardrails.audit import read_audit_log
 from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
 from selfguard_guardrails.integrations.llama_index import SelfGuardLLM
-from selfguard_guardrails.integrations.llama_index_audit import (
+from selfguard_guardrails.integrations.llama_index.audit import (
     SelfGuardAuditEventHandler,
     SelfGuardLeakEvent,
     SelfGuardSteeringEvent,
@@ -114,8 +114,8 @@ def _thought_result(llm: SelfGuardLLM):
 def test_reasoning_is_a_thinking_block_before_the_text_and_kept_out_of_completions(llm):
     from llama_index.core.base.llms.types import ChatResponse
 
-    from selfguard_guardrails.integrations.llama_index import _as_completion
-    from selfguard_guardrails.integrations.llama_index_messages import assistant_message, usage_of
+    from selfguard_guardrails.integrations.llama_index.llm import _as_completion
+    from selfguard_guardrails.integrations.llama_index.messages import assistant_message, usage_of
 
     result = _thought_result(llm)
     message = assistant_message(result)
@@ -242,7 +242,7 @@ PUBLIC_NOTE = "The cafeteria serves lunch from noon to two on weekdays."
 def test_retrieved_nodes_become_the_private_context_of_the_query(engine, embeddings, scope, protected):
     from llama_index.core import Document, VectorStoreIndex
 
-    from selfguard_guardrails.integrations.llama_index_rag import PrivateContextPostprocessor, clear_private_context
+    from selfguard_guardrails.integrations.llama_index.rag import PrivateContextPostprocessor, clear_private_context
 
     recorder = EngineSpy(engine)
     llm = SelfGuardLLM(engine=recorder, max_new_tokens=16)  # type: ignore[arg-type]
@@ -263,7 +263,7 @@ def test_retrieved_nodes_become_the_private_context_of_the_query(engine, embeddi
 def test_an_empty_index_answers_without_calling_the_model(engine, embeddings):
     from llama_index.core import VectorStoreIndex
 
-    from selfguard_guardrails.integrations.llama_index_rag import PrivateContextPostprocessor, retrieved_private_context
+    from selfguard_guardrails.integrations.llama_index.rag import PrivateContextPostprocessor, retrieved_private_context
 
     recorder = EngineSpy(engine)
     llm = SelfGuardLLM(engine=recorder, max_new_tokens=16)  # type: ignore[arg-type]

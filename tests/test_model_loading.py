@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import selfguard_guardrails.model as model_mod
+import selfguard_guardrails.runtime.loading as model_mod
 from selfguard_guardrails.errors import CorruptFileError, InvalidSettingError, ModelNotFoundError
-from selfguard_guardrails.model import (
+from selfguard_guardrails.runtime.loading import (
     EMBEDDED_GGUF_NAME,
     EMBEDDED_MODEL_NAME,
     LoadedModel,
@@ -144,7 +144,7 @@ def test_unknown_hub_id_names_the_fix():
 
 _HUB_SCRIPT = """
 import json, sys
-from selfguard_guardrails.model import load_model
+from selfguard_guardrails.runtime.loading import load_model
 hub = load_model("selfguard-tests/tiny-llama", progress=False)
 local = load_model(sys.argv[1], progress=False)
 print(json.dumps({"source": hub.source, "name": hub.name, "fp": hub.fingerprint,
@@ -394,7 +394,7 @@ def test_unwritable_cache_falls_back_to_the_model_in_memory(fake_gguf, monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(model_mod, "_save_cache_files", disk_full)
-    with caplog.at_level("WARNING", logger="selfguard_guardrails.model"):
+    with caplog.at_level("WARNING", logger="selfguard_guardrails.runtime.loading"):
         loaded = load_model(path, cache_dir=cache, dtype="bfloat16", progress=False)
     assert "Could not write the model cache" in caplog.text
     assert loaded.model.dtype == torch.bfloat16
@@ -411,7 +411,7 @@ def test_corrupt_cache_is_rebuilt_with_a_warning(fake_gguf, caplog):
     # see the change too, as safetensors maps the file into memory; hence the logits taken above.)
     weights.write_bytes(os.urandom(weights.stat().st_size))
 
-    with caplog.at_level("WARNING", logger="selfguard_guardrails.model"):
+    with caplog.at_level("WARNING", logger="selfguard_guardrails.runtime.loading"):
         second = load_model(path, cache_dir=cache, progress=False)
     assert "unreadable" in caplog.text
     assert dequantizer.calls == 2
@@ -516,7 +516,7 @@ def test_embedded_second_load_reads_the_cache(embedded_cold, monkeypatch, capfd)
 
 
 def test_auto_threads_uses_one_thread_for_small_cpu_models_unless_the_user_chose(monkeypatch):
-    from selfguard_guardrails.model import auto_threads
+    from selfguard_guardrails.runtime.loading import auto_threads
     from tests.conftest import tiny_llama
 
     before = torch.get_num_threads()

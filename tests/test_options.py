@@ -11,7 +11,7 @@ import torch
 
 from selfguard_guardrails import GateSetting, SteeringSetting
 from selfguard_guardrails.errors import InvalidSettingError, UnknownOptionError
-from selfguard_guardrails.steering import READABLE_STRENGTH, steer
+from selfguard_guardrails.method.steering import READABLE_STRENGTH, steer
 from tests.test_awareness_gate import gated_engine
 from tests.test_engine_mechanics import make_engine
 from tests.test_steering import random_vector

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from selfguard_guardrails.reasoning import (
+from selfguard_guardrails.runtime.reasoning import (
     THINK_CLOSE,
     THINK_OPEN,
     Channel,

@@ -98,7 +98,7 @@ def test_the_documented_llama_index_rag_set_up_redacts_by_default():
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     from selfguard_guardrails.integrations.llama_index import SelfGuardLLM
-    from selfguard_guardrails.integrations.llama_index_rag import PrivateContextPostprocessor, clear_private_context
+    from selfguard_guardrails.integrations.llama_index.rag import PrivateContextPostprocessor, clear_private_context
 
     embeddings = HuggingFaceEmbedding(model_name=str(gt.get_model_path()), device="cpu")
     index = VectorStoreIndex.from_documents([Document(text=RUNBOOK, metadata={"private": True}),

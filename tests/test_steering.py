@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from selfguard_guardrails.config import SteeringSetting
 from selfguard_guardrails.errors import CorruptFileError, InvalidSettingError, VectorMismatchError
-from selfguard_guardrails.layers import decoder_layers
-from selfguard_guardrails.steering import SteeringVector, steer
+from selfguard_guardrails.method.steering import SteeringVector, steer
+from selfguard_guardrails.runtime.layers import decoder_layers
+from selfguard_guardrails.settings import SteeringSetting
 
 
 def hidden_size(model) -> int:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from selfguard_guardrails.tools import inline_tools, parse_tool_calls
+from selfguard_guardrails.tooling.formats import inline_tools, parse_tool_calls
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
@@ -63,7 +63,7 @@ def test_the_engine_renders_tools_for_a_template_without_them(smollm_tokenizer):
 
 def test_forced_prefix_names_the_tool_and_its_first_argument():
     from selfguard_guardrails.errors import InvalidSettingError
-    from selfguard_guardrails.tools import forced_call_prefix, forced_tool_name
+    from selfguard_guardrails.tooling.formats import forced_call_prefix, forced_tool_name
 
     prefix = forced_call_prefix([WEATHER], "any")
     assert prefix == '<tool_call>{"name": "get_weather", "arguments": {"city": '
@@ -90,7 +90,7 @@ def _scripted(answers: list[str], seen: list[tuple[str, list[str], int]]):
 
 
 def test_guided_json_writes_the_structure_and_the_model_only_the_values():
-    from selfguard_guardrails import guided_json
+    from selfguard_guardrails.tooling import guided_json
 
     schema = {"type": "object", "required": ["city", "nights", "breakfast"],
               "properties": {"city": {"type": "string"}, "nights": {"type": "integer"},
@@ -104,7 +104,7 @@ def test_guided_json_writes_the_structure_and_the_model_only_the_values():
 
 
 def test_guided_json_fills_nested_objects_arrays_enums_and_refs():
-    from selfguard_guardrails import guided_json
+    from selfguard_guardrails.tooling import guided_json
 
     schema = {"type": "object", "required": ["trip", "tags"],
               "properties": {"trip": {"$ref": "#/$defs/Trip"},
@@ -124,7 +124,7 @@ def test_guided_json_fills_nested_objects_arrays_enums_and_refs():
 
 
 def test_guided_json_refuses_schemas_it_cannot_guarantee():
-    from selfguard_guardrails import guided_json
+    from selfguard_guardrails.tooling import guided_json
 
     assert not guided_json.supports({})  # untyped
     assert not guided_json.supports({"type": "object", "required": ["a"], "properties": {"a": {}}})
@@ -134,7 +134,7 @@ def test_guided_json_refuses_schemas_it_cannot_guarantee():
 
 
 def test_the_tool_is_chosen_by_how_likely_each_description_makes_the_question():
-    from selfguard_guardrails.tools import CHANNEL_TEMPLATE, choose_tool, last_question
+    from selfguard_guardrails.tooling.formats import CHANNEL_TEMPLATE, choose_tool, last_question
 
     calc = {"type": "function", "function": {"name": "calculator", "description": "Arithmetic."}}
     asked: list = []
@@ -152,7 +152,7 @@ def test_the_tool_is_chosen_by_how_likely_each_description_makes_the_question():
 
 
 def test_guided_json_picks_booleans_and_enums_by_likelihood_and_reads_numbers_leniently():
-    from selfguard_guardrails import guided_json
+    from selfguard_guardrails.tooling import guided_json
 
     schema = {"type": "object", "required": ["nights", "breakfast", "room"],
               "properties": {"nights": {"type": "integer"}, "breakfast": {"type": "boolean"},
@@ -178,7 +178,7 @@ def test_guided_json_picks_booleans_and_enums_by_likelihood_and_reads_numbers_le
 ])
 def test_tools_a_model_cannot_be_shown_are_refused_with_the_reason(tool, match):
     from selfguard_guardrails.errors import InvalidSettingError
-    from selfguard_guardrails.tools import checked_tools
+    from selfguard_guardrails.tooling.formats import checked_tools
 
     with pytest.raises(InvalidSettingError, match=match):
         checked_tools([WEATHER, tool])
@@ -189,7 +189,7 @@ def test_a_template_that_rejects_the_tools_is_a_clear_error_not_a_jinja_trace(sm
     import copy
 
     from selfguard_guardrails.errors import InvalidSettingError
-    from selfguard_guardrails.prompting import ChatRenderer
+    from selfguard_guardrails.method.prompting import ChatRenderer
 
     tokenizer = copy.deepcopy(smollm_tokenizer)
     tokenizer.chat_template = ("{% if tools %}{{ raise_exception('tools need a description') }}{% endif %}"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import Mode, SteeringSetting
-from ..decoding import check_repetition_penalty
 from ..errors import InvalidSettingError
-from ..layers import validate_layers
-from ..steering import SCOPES, Scope, check_max_tokens, check_strength
+from ..method.steering import SCOPES, Scope, check_max_tokens, check_strength
+from ..runtime.decoding import check_repetition_penalty
+from ..runtime.layers import validate_layers
+from ..settings import Mode, SteeringSetting
 
 DEFAULT_STRENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 DEFAULT_WIDTH = 3

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from ..config import Mode
-from ..locking import hold_model
-from ..steering import steer
+from ..method.steering import steer
+from ..runtime.locking import hold_model
+from ..settings import Mode
 from .grid import Candidate
 
 REFUSAL_OPENINGS = (

@@ -18,12 +18,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..config import Mode
 from ..errors import InvalidSettingError
 from ..evaluation.judges import degeneration
 from ..evaluation.metrics import Rate, rate
 from ..evaluation.runner import Judge, judge_name, keyword_judge
-from ..steering import SteeringVector
+from ..method.steering import SteeringVector
+from ..settings import Mode
 from .grid import Candidate
 from .scoring import PLAIN, CandidateScorer, gated
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ..config import Mode
-from ..locking import hold_model
-from ..steering import steer
+from ..method.steering import steer
+from ..runtime.locking import hold_model
+from ..settings import Mode
 
 
 @dataclass(frozen=True)

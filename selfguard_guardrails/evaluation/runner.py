@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..config import Mode
 from ..errors import CorruptFileError, InvalidSettingError
-from ..probe import auc
+from ..method.probe import auc
+from ..settings import Mode
 from .datasets import EvalItem
 from .judges import degeneration, is_refusal
 from .metrics import awareness_compliance_gap, is_correct_answer, next_token_kl, rate

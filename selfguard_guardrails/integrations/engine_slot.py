@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..engine import SelfGuard
+from ..engine.selfguard import SelfGuard
 from ..errors import InvalidSettingError
 
 

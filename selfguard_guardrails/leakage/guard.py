@@ -8,7 +8,7 @@ from typing import Any, Literal
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential, wait_none
 
 from ..audit import AuditAttempt
-from ..prompting import Messages, normalize_messages
+from ..method.prompting import Messages, normalize_messages
 from ..results import GenerationResult
 from .findings import Finding
 from .policy import LeakBlockedError, LeakPolicy, PolicyAction

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from ..prompting import DEFAULT_SAFETY_REMINDER, DEFAULT_SAFETY_SYSTEM, THINK_IN_TAGS_INSTRUCTION
+from ..method.prompting import DEFAULT_SAFETY_REMINDER, DEFAULT_SAFETY_SYSTEM, THINK_IN_TAGS_INSTRUCTION
 from .findings import KINDS, Finding, Where, redact_value
 from .matches import Match
 from .overlap import find_canaries, find_copies, find_values, output_words, overlapping_keys, protected_text

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from ..reasoning import Channel
+from ..runtime.reasoning import Channel
 from .findings import Finding
 from .policy import LeakPolicy
 from .report import redact_range, redact_text

@@ -1,0 +1,87 @@
+"""`selfguard eval`: read the prompt sets, check everything, then run and report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidSettingError
+from ..settings import Mode
+
+if TYPE_CHECKING:
+    from ..evaluation.runner import Judge
+
+
+def add_eval_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "eval", parents=[common], help="measure refusals, over-refusals, degeneration and cost per mode",
+        description="Run harmful, benign and (optionally) utility prompt files through the chosen modes, "
+                    "judge every answer and write records.jsonl, metrics.json, report.md and PNG plots to --out "
+                    "(utility.png only with --utility, benign_kl.png only with --benign). "
+                    "Rerunning with the same --out resumes.")
+    parser.add_argument("--harmful", metavar="FILE", help="harmful prompts (CSV, JSON or JSONL; layout detected)")
+    parser.add_argument("--benign", metavar="FILE", help="benign prompts (over-refusal and KL)")
+    parser.add_argument("--utility", metavar="FILE", help="questions with a target_answer (GSM8K-style)")
+    parser.add_argument("--modes", default="plain,self-guard", help="comma-separated: plain, prompt, steer, "
+                        "self-guard, guarded (default plain,self-guard)")
+    parser.add_argument("--column", metavar="NAME", help="read prompts from this column instead of detecting")
+    parser.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="keep rows whose column equals the value (repeatable), e.g. FunctionalCategory=standard")
+    parser.add_argument("--limit", type=int, metavar="N", help="first N prompts of each file")
+    parser.add_argument("--max-new-tokens", type=int, default=96, metavar="N")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N")
+    parser.add_argument("--judge", default="keyword", metavar="SPEC",
+                        help="refusal judge: keyword (default; rule-based, reads the opening) or llm:MODULE:ATTR, "
+                             "a LangChain chat model or a zero-argument function returning one (langchain extra)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (resumes if it has records)")
+    parser.set_defaults(func=cmd_eval)
+
+
+def _where(pairs: list[str]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        column, sep, value = pair.partition("=")
+        if not sep or not column:
+            raise InvalidSettingError(f"--where {pair!r} is not COLUMN=VALUE, e.g. FunctionalCategory=standard.")
+        result[column] = value
+    return result
+
+
+def _judge(spec: str) -> Judge:
+    """The judge named on the command line, built (and so checked) before any model loads."""
+    from ..evaluation.runner import keyword_judge
+
+    if spec == "keyword":
+        return keyword_judge
+    kind, _, target = spec.partition(":")
+    if kind != "llm" or not target:
+        raise InvalidSettingError(f"--judge {spec!r} is unknown: use keyword or llm:MODULE:ATTR.")
+    from ..evaluation.llm_judge import LLMRefusalJudge, load_chat_model
+
+    return LLMRefusalJudge(load_chat_model(target))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..evaluation.datasets import read_eval_file
+    from ..evaluation.runner import EvalRun
+    from . import load_engine, refuse_unused_options
+
+    modes = [Mode.parse(m.strip()).value for m in args.modes.split(",") if m.strip()]
+    files = {"harmful": args.harmful, "benign": args.benign, "utility": args.utility}
+    if not any(files.values()):
+        raise InvalidSettingError("Give at least one prompt file: --harmful, --benign or --utility.")
+    where = _where(args.where)
+    sets = {name: read_eval_file(path, column=args.column if name != "utility" else None,
+                                 where=where if name == "harmful" else None, limit=args.limit)
+            for name, path in files.items() if path}
+    judge = _judge(args.judge)
+    refuse_unused_options(args, modes)
+    engine = load_engine(args)
+    run = EvalRun(engine, args.out, modes, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                  judge=judge, progress=not args.quiet)
+    run.run(sets)
+    sys.stdout.write((run.out_dir / "report.md").read_text(encoding="utf-8"))
+    written = [run.records_path.name, "metrics.json", "report.md", *(path.name for path in run.plots)]
+    sys.stderr.write(f"wrote {', '.join(written)} in {run.out_dir}\n")
+    return 0

@@ -1,0 +1,787 @@
+"""The Self-Guard engine: one local model, safety prompting plus activation steering, typed results.
+
+Every adapter (CLI, LangChain, LlamaIndex) shares this class. Calls are serialised by a lock,
+because steering hooks are global to the model; a stream holds the lock only while it is
+being iterated, and releases it (and the hooks) as soon as the caller stops.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import torch
+
+from ..audit import AuditLog, AuditSink, FailureMode, audit_log, record_for
+from ..errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
+from ..leakage.guard import LeakGuard
+from ..leakage.policy import LeakPolicy
+from ..leakage.streaming import StreamGuard
+from ..method.awareness import probe_texts
+from ..method.extraction import extract_steering_vector, last_token_activations
+from ..method.probe import AwarenessProbe
+from ..method.prompting import (
+    NEUTRAL_BASELINE,
+    ChatRenderer,
+    Messages,
+    SafetyPrompt,
+    apply_safety_prompt,
+    baseline_name,
+    normalize_messages,
+)
+from ..method.resolve import (
+    calibration_vector,
+    model_shape,
+    recorded_mode,
+    resolve_gate,
+    resolve_setting,
+    resolve_vector,
+)
+from ..method.steering import SteeringVector, steer
+from ..results import FinishReason, GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
+from ..runtime.decoding import DecodeClock, DecodeOptions, Decoder
+from ..runtime.layers import decoder_layers, validate_layers
+from ..runtime.loading import LoadedModel, load_model
+from ..runtime.locking import hold_model
+from ..runtime.reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
+from ..runtime.scoring import sequence_logprobs
+from ..settings import DEFAULT_MAX_NEW_TOKENS, GateSetting, Mode, SteeringSetting
+from ..tooling.formats import checked_tools
+from .options import accepted_options, check_options, explains_unknown_options
+
+if TYPE_CHECKING:
+    from ..leakage.scanner import LeakContext
+
+
+@dataclass
+class _Prepared:
+    """A padded batch of rendered prompts, ready to decode."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_lengths: torch.Tensor
+    opens_think: list[bool]
+
+
+_SCORES_KEPT = 256  # probe scores remembered per engine (a few kB)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """How one prompt runs: its effective mode and, where the gate fired, its λ."""
+
+    mode: Mode
+    strength: float | None = None
+
+
+def _drain(pieces: Generator[StreamPiece, None, GenerationResult]) -> GenerationResult:
+    """Run a piece generator to its end without showing anything; its result."""
+    while True:
+        try:
+            next(pieces)
+        except StopIteration as done:
+            return done.value
+
+
+def _per_row(sinks: Sequence[Any], fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+             rows: int) -> tuple[list[list[AuditSink]], list[Mapping[str, Any]]]:
+    """Audit sinks and fields for each prompt: given once for all, or as one entry per prompt."""
+    per_row_sinks = bool(sinks) and all(isinstance(s, (list, tuple)) for s in sinks)
+    per_row_fields = fields is not None and not isinstance(fields, Mapping)
+    for given, name in ((per_row_sinks and sinks, "audit_sinks"), (per_row_fields and fields, "audit_fields")):
+        if given and len(given) != rows:
+            raise InvalidSettingError(f"{name} has {len(given)} entries for {rows} prompts: give one per prompt, "
+                                      "or a single value for all.")
+    row_sinks = [list(s) for s in sinks] if per_row_sinks else [list(sinks)] * rows
+    if fields is None or isinstance(fields, Mapping):  # not per_row_fields
+        row_fields: list[Mapping[str, Any]] = [dict(fields or {})] * rows
+    else:
+        row_fields = list(fields)
+    return row_sinks, row_fields
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    hits = [text.find(s) for s in stop if s in text]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+class SelfGuard:
+    """A local causal LM made safer by Self-Guard: safety prompt + safety activation steering."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        vector: SteeringVector | str | os.PathLike | None = None,
+        setting: SteeringSetting | None = None,
+        safety_prompt: SafetyPrompt | None = None,
+        mode: Mode | str | None = None,
+        thinking: bool | None = None,
+        think_in_tags: bool = False,
+        gate: GateSetting | Mapping[str, Any] | None = None,
+        leak_policy: LeakPolicy | Mapping[str, Any] | str | None = None,
+        leak_checks: bool = True,
+        canaries: Sequence[str] = (),
+        audit: Any = None,
+        audit_failure: FailureMode = "closed",
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.loaded = loaded
+        if not leak_checks and (leak_policy is not None or canaries):
+            raise InvalidSettingError("leak_checks=False turns the leak checks off, so leak_policy and canaries would "
+                                      "change nothing: drop them, or keep the checks on (leak_policy='log' only "
+                                      "reports).")
+        self.leaks = LeakGuard(LeakPolicy.parse(leak_policy), canaries=canaries) if leak_checks else None
+        self.audit = audit_log(audit, on_failure=audit_failure)
+        self.audit_failure = audit_failure
+        self._explicit_gate = GateSetting(**gate, source="given") if isinstance(gate, Mapping) else gate
+        self.safety_prompt = safety_prompt or SafetyPrompt()
+        self._mode = None if mode is None else Mode.parse(mode)
+        self.thinking = thinking
+        self.think_in_tags = think_in_tags
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.progress = progress
+        self._renderer = ChatRenderer(loaded.tokenizer)
+        if thinking is not None and not self._renderer.supports_thinking_switch:
+            raise InvalidSettingError(
+                f"thinking={thinking} needs a chat template with a thinking switch (enable_thinking, as Qwen3's has); "
+                f"the template of {loaded.name} has none, so it would change nothing. Drop it, or ask a model "
+                "without native thinking to reason in tags with think_in_tags=True.")
+        tokenizer = loaded.tokenizer
+        eos = getattr(loaded.model.generation_config, "eos_token_id", None) if hasattr(
+            loaded.model, "generation_config") else None
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self._decoder = Decoder(loaded.model, sorted(eos_ids), tokenizer.pad_token_id)
+        self._vector_lock = threading.Lock()
+        self._vector_source = vector
+        self._vector: SteeringVector | None = None
+        self._explicit_setting = setting
+        self._setting: SteeringSetting | None = None
+        # probe scores of recently gated prompt texts: the pieces of one guided tool call, or a
+        # retried question, are gated once (reset whenever the probe changes)
+        self._scores_of: tuple[AwarenessProbe | None, OrderedDict[str, float]] = (None, OrderedDict())
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: Any = None,
+        *,
+        dtype: str | torch.dtype = "float32",
+        device: str = "cpu",
+        threads: int | Literal["auto"] | None = "auto",
+        cache_dir: str | os.PathLike | None = None,
+        allow_download: bool = False,
+        trust_remote_code: bool = False,
+        progress: bool = True,
+        **engine_options: Any,
+    ) -> SelfGuard:
+        """Load a model (None = the embedded SmolLM2-135M, a hub id, a local dir, a GGUF file or a
+        (model, tokenizer) pair) and wrap it. Engine options: vector, setting, safety_prompt, mode,
+        thinking, think_in_tags, gate, leak_policy, leak_checks, canaries, audit, audit_failure."""
+        check_options("SelfGuard.from_pretrained", engine_options,
+                      accepted_options(cls.__init__, leave_out=("loaded",)) + accepted_options(cls.from_pretrained))
+        loaded = load_model(source, dtype=dtype, device=device, threads=threads, cache_dir=cache_dir,
+                            allow_download=allow_download, trust_remote_code=trust_remote_code,
+                            progress=progress)
+        return cls(loaded, cache_dir=cache_dir, progress=progress, **engine_options)
+
+    # -- steering state -------------------------------------------------------------------
+    @property
+    def vector(self) -> SteeringVector:
+        """The safety steering vector: given, shipped for this model, cached, or extracted now."""
+        with self._vector_lock:
+            if self._vector is None:
+                self._vector = resolve_vector(self.loaded, self._vector_source, safety=self.safety_prompt,
+                                              cache_dir=self.cache_dir, progress=self.progress)
+            return self._vector
+
+    def extract_vector(self, prompts: Sequence[str] | None = None, *, method: str = "mean_difference",
+                       baseline: SafetyPrompt | None = NEUTRAL_BASELINE, batch_size: int = 16) -> SteeringVector:
+        """Measure a new vector for this model and safety prompt and use it from now on. Without
+        prompts, our labelled calibration set is used and the awareness probe is fitted too.
+        `baseline` is what the safety prompt's shift is measured against (None: the bare prompt)."""
+        if prompts is None:
+            vector = calibration_vector(self.loaded, self.safety_prompt, baseline=baseline,
+                                        method=method, batch_size=batch_size,  # type: ignore[arg-type]
+                                        progress=self.progress)
+        else:
+            vector = extract_steering_vector(
+                self.loaded.model, self.loaded.tokenizer, list(prompts), safety=self.safety_prompt,
+                baseline=baseline, method=method, batch_size=batch_size,  # type: ignore[arg-type]
+                model_fingerprint=self.loaded.fingerprint, model_name=self.loaded.name, progress=self.progress)
+        with self._vector_lock:
+            self._vector, self._setting = vector, None
+        return vector
+
+    @property
+    def setting(self) -> SteeringSetting:
+        """Layers, λ and scope used by the steered modes."""
+        if self._setting is None:
+            self._setting = resolve_setting(self._explicit_setting, self.vector, self.num_layers)
+        return self._setting
+
+    @property
+    def gate(self) -> GateSetting:
+        """What `guarded` mode does above and below the probe's threshold: given, else the
+        vector file's, else full λ of the steering setting above and plain below. A steering
+        setting given explicitly sets the λ a fired gate applies too, unless the gate given
+        has a λ of its own: `setting=SteeringSetting(strength=0.5)` is never silently ignored
+        in `guarded` mode."""
+        gate = resolve_gate(self._explicit_gate, self.vector)
+        gate_has_own_strength = self._explicit_gate is not None and self._explicit_gate.strength is not None
+        if self._explicit_setting is not None and not gate_has_own_strength and gate.strength is not None:
+            return replace(gate, strength=None, source=f"{gate.source}, λ of the given steering setting")
+        return gate
+
+    def use_gate(self, gate: GateSetting | None) -> GateSetting | None:
+        """Gate with `gate` from now on (None: back to the vector file's or the default).
+        Returns the explicit gate setting it replaces."""
+        previous, self._explicit_gate = self._explicit_gate, gate
+        return previous
+
+    @property
+    def default_mode(self) -> Mode:
+        """The mode given, else the one calibration recorded in the vector file, else `guarded`
+        when the vector has an awareness probe and `self-guard` when it has none."""
+        return self._mode or recorded_mode(self.vector) or (
+            Mode.GUARDED if self.vector.probe is not None else Mode.SELF_GUARD)
+
+    def use_vector(self, vector: SteeringVector) -> SteeringVector:
+        """Steer (and gate) with `vector` from now on; it must fit the model. Returns the one it replaces."""
+        num_layers, hidden_size = model_shape(self.loaded)
+        vector.check_fits(num_layers=num_layers, hidden_size=hidden_size, fingerprint=self.loaded.fingerprint)
+        previous = self.vector
+        with self._vector_lock:
+            self._vector, self._setting = vector, None
+        return previous
+
+    def use_setting(self, setting: SteeringSetting | None) -> SteeringSetting | None:
+        """Steer with `setting` from now on (None: back to the vector file's or the provisional one).
+        Returns the explicit setting it replaces, so a caller can put it back."""
+        if setting is not None:
+            validate_layers(list(setting.layers), self.num_layers)
+        previous = self._explicit_setting
+        self._explicit_setting, self._setting = setting, None
+        return previous
+
+    @property
+    def num_layers(self) -> int:
+        return len(decoder_layers(self.loaded.model))
+
+    def info(self) -> dict[str, Any]:
+        """What is loaded and how it will be steered, for `selfguard info` and logs."""
+        config = self.loaded.model.config
+        vector = self.vector
+        setting = self.setting
+        return {
+            "model": self.loaded.name,
+            "source": self.loaded.source,
+            "fingerprint": self.loaded.fingerprint,
+            "architecture": type(self.loaded.model).__name__,
+            "layers": self.num_layers,
+            "hidden_size": int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0)),
+            "context_window": self.loaded.context_window,
+            "default_mode": self.default_mode.value,
+            "vector": {"method": vector.method, "baseline": baseline_name(vector.baseline_hash),
+                       "prompts": vector.num_prompts, "model": vector.model_name,
+                       "library_version": vector.library_version,
+                       "norms": {str(k): round(v, 4) for k, v in vector.norms().items() if k in setting.layers}},
+            "steering": {"layers": list(setting.layers), "strength": setting.strength, "scope": setting.scope,
+                         "max_tokens": setting.max_tokens, "repetition_penalty": setting.repetition_penalty,
+                         "source": setting.source},
+            "gate": {"probe": True, "probe_method": probe.method, "probe_layer": probe.layer,
+                     "probe_auc": round(probe.auc, 4), "probe_threshold": round(probe.threshold, 4),
+                     **self.gate.as_dict(), "strength": self.gate.strength_for(setting, math.inf),
+                     "source": self.gate.source}
+            if (probe := vector.probe) is not None else {"probe": False},
+            "leakage": {"checks": self.leaks is not None,
+                        "policy": dict(self.leaks.policy.actions) if self.leaks is not None else {},
+                        "audit_sinks": [type(s).__name__ for s in self.audit.sinks] if self.audit else []},
+            "torch_threads": torch.get_num_threads(),
+        }
+
+    # -- preparing prompts ----------------------------------------------------------------
+    def render(self, messages: Messages, mode: Mode | str | None = None,
+               tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+        """The exact prompt text the model is sent for `messages` in `mode` (default: the engine's).
+        In `guarded` mode the awareness probe decides, as it would for a generation: the safety
+        prompt shows only where the gate fires."""
+        resolved = Mode.parse(mode or self.default_mode)
+        if resolved.gated:
+            with hold_model(self.loaded.model):
+                resolved = self._routes(resolved, self._awareness_scores([messages], resolved), 1)[0].mode
+        return self.render_applied(messages, resolved, tools)
+
+    def render_applied(self, messages: Messages, mode: Mode | str,
+                       tools: Sequence[Mapping[str, Any]] | None = None) -> str:
+        """The prompt text of `mode` where it acts, without asking the probe (`guarded`: as if
+        its gate fired): what calibration and evaluation compare across modes."""
+        mode = Mode.parse(mode)
+        safety = self.safety_prompt if mode.uses_prompt else None
+        conversation = apply_safety_prompt(normalize_messages(messages), safety, think_in_tags=self.think_in_tags)
+        return self._renderer.render(conversation, thinking=self.thinking, tools=tools)
+
+    def _prepare(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions) -> _Prepared:
+        """Render, tokenize and pad; a prompt that would overflow the context window is refused."""
+        max_new_tokens = options.max_new_tokens
+        texts = [self.render_applied(messages, mode, options.tools) + options.prefix for messages in conversations]
+        encoded = self.loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        lengths = encoded["attention_mask"].sum(dim=-1)
+        window = self.loaded.context_window
+        longest = int(lengths.max())
+        if longest + max_new_tokens > window:
+            raise PromptTooLongError(
+                f"The prompt has {longest} tokens and max_new_tokens is {max_new_tokens}: {longest + max_new_tokens} "
+                f"tokens do not fit the context window of {window} tokens of {self.loaded.name}. Shorten the prompt "
+                "or lower max_new_tokens."
+            )
+        return _Prepared(encoded["input_ids"], encoded["attention_mask"], lengths,
+                         [prompt_opens_think(text) for text in texts])
+
+    def _options_for(self, mode: Mode, options: DecodeOptions) -> DecodeOptions:
+        """Fill in the repetition penalty the caller left to the engine: the setting's for
+        steered answers, none for the others (plain answers stay the model's own)."""
+        if options.repetition_penalty is not None:
+            return options
+        penalty = self.setting.repetition_penalty if mode.uses_steering else 1.0
+        return replace(options, repetition_penalty=penalty)
+
+    @contextmanager
+    def _session(self, mode: Mode, prepared: _Prepared, options: DecodeOptions,
+                 setting: SteeringSetting | None = None,
+                 strengths: Sequence[float] | None = None) -> Iterator[list[SteeringApplied | None]]:
+        """The steering hooks, for steered modes, for one decode (the caller holds the model);
+        what was applied to each row (`strengths`: one λ per row, the soft gate's)."""
+        rows = len(prepared.prompt_lengths)
+        with ExitStack() as stack:
+            if not mode.uses_steering:
+                yield [None] * rows
+                return
+            vector, setting = self.vector, setting or self.setting
+            vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
+                              fingerprint=self.loaded.fingerprint)
+            per_row = list(strengths) if strengths is not None else [setting.strength] * rows
+            assert options.repetition_penalty is not None  # every caller fills it in with _options_for
+            stack.enter_context(steer(self.loaded.model, vector,
+                                      strength=setting.strength if strengths is None else per_row,
+                                      layers=setting.layers, scope=setting.scope,
+                                      prompt_lengths=prepared.prompt_lengths, max_tokens=setting.max_tokens,
+                                      allow_negative_strength=setting.allow_negative_strength))
+            yield [SteeringApplied(layers=list(setting.layers), strength=strength, scope=setting.scope,
+                                   method=vector.method, vector_fingerprint=vector.model_fingerprint,
+                                   max_tokens=setting.max_tokens, repetition_penalty=options.repetition_penalty)
+                   for strength in per_row]
+
+    # -- turning tokens into results ------------------------------------------------------
+    def _visible_text(self, ids: Sequence[int]) -> str:
+        text = cast(str, self.loaded.tokenizer.decode(list(ids), skip_special_tokens=False))  # one sequence: str
+        return clean_special_tokens(text, self.loaded.tokenizer)
+
+    def _split(self, ids: list[int], opens_think: bool, stop: Sequence[str]) -> ReasoningSplit:
+        split = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=opens_think).split(ids)
+        if not stop:
+            return split
+        answer, _ = _cut_at_stop(split.answer, stop)
+        reasoning = split.reasoning
+        if split.reasoning_truncated:
+            reasoning, _ = _cut_at_stop(reasoning, stop)
+        return ReasoningSplit(reasoning=reasoning, answer=answer, reasoning_truncated=split.reasoning_truncated,
+                              reasoning_tokens=split.reasoning_tokens)
+
+    def _result(self, ids: list[int], finish: FinishReason, mode: Mode, prepared: _Prepared, row: int,
+                options: DecodeOptions, applied: SteeringApplied | None, clock: DecodeClock) -> GenerationResult:
+        split = self._split(ids, prepared.opens_think[row], options.stop)
+        return GenerationResult(
+            answer=options.prefix + split.answer if not split.reasoning_truncated else split.answer,
+            reasoning=split.reasoning, reasoning_truncated=split.reasoning_truncated,
+            mode=mode.value, finish_reason=finish,
+            usage=Usage(input_tokens=int(prepared.prompt_lengths[row]), output_tokens=len(ids),
+                        reasoning_tokens=split.reasoning_tokens),
+            steering=applied, safety_prompt_applied=mode.uses_prompt,
+            timings=Timings(prefill_seconds=clock.prefill_seconds, decode_seconds=clock.decode_seconds,
+                            total_seconds=time.perf_counter() - clock.started),
+            model=self.loaded.name,
+        )
+
+    def _stop_hit(self, ids: list[int], stop: Sequence[str]) -> bool:
+        longest = max(len(s) for s in stop)
+        tail = self._visible_text(ids[-(2 * longest + 8):])
+        return any(s in tail for s in stop)
+
+    # -- public generation API ------------------------------------------------------------
+    @explains_unknown_options
+    def batch(
+        self,
+        conversations: Sequence[Messages],
+        *,
+        mode: Mode | str | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        min_new_tokens: int = 0,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        repetition_penalty: float | None = None,
+        private_context: Sequence[str] | None = None,
+        canaries: Sequence[str] | None = None,
+        audit_sinks: Sequence[AuditSink] | Sequence[Sequence[AuditSink]] = (),
+        audit_fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        prefix: str = "",
+        partial: bool = False,
+    ) -> list[GenerationResult]:
+        """Generate for several prompts in one left-padded batch (one forward pass per step).
+
+        In `guarded` mode the awareness probe reads every prompt first; prompts it flags run as
+        Self-Guard with the gate's λ, the others as the gate's `below` mode, in separate sub-batches.
+        Every result is checked for leaks (`private_context` and `canaries` add to what is
+        protected) and written to the audit log, one record per prompt (`audit_sinks` get the
+        same record for this call only, and `audit_fields` go into its context: how an adapter's
+        audit handler receives the record with its run ids). Either may also be given per prompt,
+        as a list with one entry (a list of sinks, a mapping) for each.
+
+        `partial=True` marks a piece of an answer the caller assembles from several generations
+        (a guided tool call): it is neither checked nor audited here; the caller hands the
+        assembled result to `finish`, so one call still makes one checked, audited record.
+        """
+        started = time.perf_counter()
+        if isinstance(conversations, str) or not conversations:
+            raise InvalidMessagesError("batch() needs a non-empty list of prompts or conversations; "
+                                       "use generate() for a single prompt.")
+        resolved = Mode.parse(mode or self.default_mode)
+        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
+                                repetition_penalty, checked_tools(tools), prefix)
+        checked = self._prepare(conversations, resolved, options)  # validate everything before any work
+        row_sinks, row_fields = _per_row(audit_sinks, audit_fields, len(conversations))
+        contexts = (None if self.leaks is None or partial else
+                    [self.leaks.context_for(c, private_context, canaries) for c in conversations])
+        with hold_model(self.loaded.model):
+            scores = self._awareness_scores(conversations, resolved)
+            routes = self._routes(resolved, scores, len(conversations))
+            groups: dict[Mode, list[int]] = {}
+            for row, route in enumerate(routes):
+                groups.setdefault(route.mode, []).append(row)
+            slots: list[GenerationResult | None] = [None] * len(conversations)
+            for effective, rows in groups.items():
+                subset = [conversations[r] for r in rows]
+                same_text = effective.uses_prompt == resolved.uses_prompt and len(rows) == len(conversations)
+                decoded = self._decode_batch(subset, effective, options, checked if same_text else None,
+                                             *self._group_steering([routes[r] for r in rows]))
+                for row, result in zip(rows, decoded, strict=True):
+                    slots[row] = result.model_copy(update={
+                        "mode": resolved.value, "awareness": None if scores is None else scores[row]})
+            results = [result for result in slots if result is not None]
+            assert len(results) == len(conversations)  # every row is in one group
+            if self.leaks is not None and contexts is not None:
+                results = [self.leaks.check(result, context, self._regenerator(messages, resolved, options))
+                           for result, context, messages in zip(results, contexts, conversations, strict=True)]
+        if partial:
+            return results
+        self._write_audit(conversations, results, started, row_sinks, row_fields)
+        if self.leaks is not None:
+            for result in results:
+                self.leaks.raise_if_blocked(result)
+        return results
+
+    def finish(self, messages: Messages, result: GenerationResult, *, started: float | None = None,
+               private_context: Sequence[str] | None = None, canaries: Sequence[str] | None = None,
+               audit_sinks: Sequence[AuditSink] = (), audit_fields: Mapping[str, Any] | None = None,
+               ) -> GenerationResult:
+        """Check and audit an answer assembled from `partial` generations, as `generate` would
+        have (no regeneration: the caller built the text). `started` is `time.perf_counter()`
+        at the call's start, for the record's latency."""
+        started = time.perf_counter() if started is None else started
+        if self.leaks is not None:
+            result = self.leaks.check(result, self.leaks.context_for(messages, private_context, canaries))
+        self._write_audit([messages], [result], started, [list(audit_sinks)], [dict(audit_fields or {})])
+        if self.leaks is not None:
+            self.leaks.raise_if_blocked(result)
+        return result
+
+    def _regenerator(self, messages: Messages, requested: Mode, options: DecodeOptions,
+                     ) -> Callable[[int], GenerationResult]:
+        """Tries for the `regenerate` policy: Self-Guard (both halves, whatever the gate said) with
+        λ raised by the policy's step for each try, from the gated λ in `guarded` mode."""
+        def regenerate(attempt: int) -> GenerationResult:
+            base = self._gated_setting() if requested.gated else self.setting
+            step = self.leaks.policy.strength_step if self.leaks is not None else 0.0
+            setting = replace(base, strength=base.strength + step * (attempt - 1), source="leak policy")
+            result = self._decode_batch([messages], Mode.SELF_GUARD, options, setting=setting)[0]
+            return result.model_copy(update={"mode": requested.value})
+
+        return regenerate
+
+    def _write_audit(self, conversations: Sequence[Messages], results: Sequence[GenerationResult],
+                     started: float, row_sinks: Sequence[Sequence[AuditSink]],
+                     row_fields: Sequence[Mapping[str, Any]]) -> None:
+        """One record per generation and sink; the latency is the whole call's (a batch shares it)."""
+        if self.audit is None and not any(row_sinks):
+            return
+        latency = time.perf_counter() - started
+        for messages, result, sinks, fields in zip(conversations, results, row_sinks, row_fields, strict=True):
+            record = record_for(result, normalize_messages(messages), latency_seconds=latency,
+                                model_fingerprint=self.loaded.fingerprint, fields=fields)
+            extra = AuditLog(list(sinks), on_failure=self.audit_failure) if sinks else None
+            for log in (self.audit, extra):
+                if log is not None:
+                    log.write(record)
+
+    def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
+                      prepared: _Prepared | None = None, setting: SteeringSetting | None = None,
+                      strengths: Sequence[float] | None = None) -> list[GenerationResult]:
+        prepared = prepared or self._prepare(conversations, mode, options)
+        rows = len(conversations)
+        generated: list[list[int]] = [[] for _ in range(rows)]
+        finish: list[FinishReason] = ["length"] * rows
+        finished = torch.zeros(rows, dtype=torch.bool)
+        clock = DecodeClock()
+        eos_ids = set(self._decoder.eos_ids.tolist())
+        options = self._options_for(mode, options)
+        with self._session(mode, prepared, options, setting, strengths) as applied:
+            for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
+                for row, token in enumerate(tokens.tolist()):
+                    if finish[row] != "length":
+                        continue
+                    if token in eos_ids:
+                        finish[row] = "eos"
+                        continue
+                    generated[row].append(token)
+                    if options.stop and self._stop_hit(generated[row], options.stop):
+                        finish[row] = "stop"
+                        finished[row] = True
+        return [self._result(generated[r], finish[r], mode, prepared, r, options, applied[r], clock)
+                for r in range(rows)]
+
+    def score_texts(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Log-probability of each target text after its context text (raw text, no chat template,
+        no steering): how adapters pick among options by likelihood, e.g. the tool whose
+        description makes the user's question most likely (`tools.choose_tool`)."""
+        if isinstance(pairs, str) or not pairs or not all(context and target for context, target in pairs):
+            raise InvalidSettingError("score_texts() needs (context, target) pairs of non-empty strings.")
+        tokenizer = self.loaded.tokenizer
+        rows = [(tokenizer(context, add_special_tokens=False)["input_ids"],
+                 tokenizer(target, add_special_tokens=False)["input_ids"]) for context, target in pairs]
+        longest = max(len(c) + len(t) for c, t in rows)
+        if longest > self.loaded.context_window:
+            raise PromptTooLongError(f"A text to score has {longest} tokens; the context window of "
+                                     f"{self.loaded.name} is {self.loaded.context_window}. Shorten it.")
+        with hold_model(self.loaded.model):
+            return sequence_logprobs(self.loaded.model, rows)
+
+    def score_continuations(self, messages: Messages, continuations: Sequence[str], *,
+                            mode: Mode | str | None = None, tools: Sequence[Mapping[str, Any]] | None = None,
+                            prefix: str = "") -> list[float]:
+        """Log-probability of each continuation after the rendered prompt and `prefix`, with the
+        model prepared as `mode` would prepare it (safety prompt, gate, steering): how a guided
+        tool call picks a boolean or an enum value the way the model would have written it."""
+        if isinstance(continuations, str) or not continuations or not all(continuations):
+            raise InvalidSettingError("score_continuations() needs a list of non-empty strings.")
+        resolved = Mode.parse(mode or self.default_mode)
+        options = DecodeOptions(1, tools=checked_tools(tools), prefix=prefix)
+        prepared = self._prepare([messages], resolved, options)  # refuse bad input and over-long prompts first
+        encoded = [self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
+        with hold_model(self.loaded.model):
+            scores = self._awareness_scores([messages], resolved)
+            route = self._routes(resolved, scores, 1)[0]
+            if route.mode.uses_prompt != resolved.uses_prompt:
+                prepared = self._prepare([messages], route.mode, options)
+            prompt = prepared.input_ids[0, -int(prepared.prompt_lengths[0]):].tolist()
+            prepared.prompt_lengths = torch.full((len(encoded),), len(prompt))
+            setting, _ = self._group_steering([route])
+            with self._session(route.mode, prepared, self._options_for(route.mode, options), setting):
+                return sequence_logprobs(self.loaded.model, [(prompt, target) for target in encoded])
+
+    # -- the awareness gate ----------------------------------------------------------------
+    def awareness(self, conversations: Sequence[Messages]) -> list[float]:
+        """Probe score per prompt minus the threshold: above 0, the model itself reads it as harmful."""
+        with hold_model(self.loaded.model):
+            return self._awareness_scores(conversations, Mode.GUARDED) or []
+
+    def _awareness_scores(self, conversations: Sequence[Messages], mode: Mode) -> list[float] | None:
+        """The probe on each prompt's latest request (None unless `mode` is gated). The forward
+        pass stops at the probe's layer and keeps no cache: a fraction of one prefill."""
+        if not mode.gated:
+            return None
+        vector = self.vector
+        probe = vector.probe
+        if probe is None:
+            raise InvalidSettingError("Mode 'guarded' and awareness() need a steering vector with an awareness "
+                                      "probe, fitted on our labelled calibration set: in Python, "
+                                      "guard.extract_vector() without prompts; on the command line, "
+                                      "`selfguard extract -o VECTOR` without --prompts, then --vector VECTOR. Or use "
+                                      "mode 'self-guard'.")
+        vector.check_fits(num_layers=self.num_layers, hidden_size=model_shape(self.loaded)[1],
+                          fingerprint=self.loaded.fingerprint)
+        threshold = self.gate.threshold_for(probe)
+        return [score - threshold for score in self._probe_scores(probe, probe_texts(self._renderer, conversations))]
+
+    def _probe_scores(self, probe: AwarenessProbe, texts: list[str]) -> list[float]:
+        """Raw probe scores, reading only the texts not scored recently by this same probe."""
+        owner, known = self._scores_of
+        if owner is not probe:
+            known = OrderedDict()
+            self._scores_of = (probe, known)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            states = last_token_activations(self.loaded.model, self.loaded.tokenizer, missing, progress=False,
+                                            up_to_layer=probe.layer)
+            known.update(zip(missing, (float(v) for v in probe.score(states[:, probe.layer])), strict=True))
+        for text in texts:
+            known.move_to_end(text)
+        while len(known) > _SCORES_KEPT:
+            known.popitem(last=False)
+        return [known[text] for text in texts]
+
+    def _routes(self, mode: Mode, scores: list[float] | None, rows: int) -> list[_Route]:
+        """Per prompt, the mode it actually runs in; for a fired gate also its λ."""
+        if not mode.gated or scores is None:
+            return [_Route(mode)] * rows
+        gate, setting = self.gate, self.setting
+        return [_Route(Mode.SELF_GUARD, gate.strength_for(setting, score)) if score >= 0
+                else _Route(Mode(gate.below)) for score in scores]
+
+    def _gated_setting(self) -> SteeringSetting:
+        """The steering setting with the gate's (full) λ: what a fired gate applies."""
+        setting, gate = self.setting, self.gate
+        return replace(setting, strength=gate.strength_for(setting, math.inf), source=f"gate ({gate.source})",
+                       allow_negative_strength=setting.allow_negative_strength or gate.allow_negative_strength)
+
+    def _group_steering(self, routes: Sequence[_Route]) -> tuple[SteeringSetting | None, list[float] | None]:
+        """Setting and per-row λ for rows decoded together (a soft gate gives each its own λ)."""
+        if routes[0].strength is None:
+            return None, None
+        soft = self.gate.soft_width is not None
+        return self._gated_setting(), [r.strength for r in routes] if soft else None  # type: ignore[misc]
+
+    def generate(self, messages: Messages, **options: Any) -> GenerationResult:
+        """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
+        temperature (0 = greedy), top_p, stop, seed, repetition_penalty (None: the steering
+        setting's on steered answers, 1 on the others), private_context, canaries, audit_sinks,
+        audit_fields, tools (OpenAI-format definitions), prefix (the answer's first characters, which
+        the model continues)."""
+        check_options("SelfGuard.generate", options, accepted_options(SelfGuard.batch, leave_out=("conversations",)))
+        return self.batch([messages], **options)[0]
+
+    @explains_unknown_options
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        mode: Mode | str | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        min_new_tokens: int = 0,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        repetition_penalty: float | None = None,
+        private_context: Sequence[str] | None = None,
+        canaries: Sequence[str] | None = None,
+        audit_sinks: Sequence[AuditSink] = (),
+        audit_fields: Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        prefix: str = "",
+    ) -> Iterator[StreamPiece | GenerationResult]:
+        """Yield `StreamPiece`s (reasoning or answer text) as they are decoded, then the result.
+
+        Stopping the iteration (break, close, garbage collection) stops generating and frees the engine.
+        With a leak policy that redacts or blocks, text is held back until it is checked (see
+        docs/leakage.md); one that regenerates holds the whole text until the last try.
+        """
+        resolved = Mode.parse(mode or self.default_mode)
+        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
+                                repetition_penalty, checked_tools(tools), prefix)
+        checked = self._prepare([messages], resolved, options)  # raise bad input now, not at first next()
+        context = None if self.leaks is None else self.leaks.context_for(messages, private_context, canaries)
+        return self._stream(messages, resolved, options, checked, context, tuple(audit_sinks),
+                            dict(audit_fields or {}))
+
+    def _stream(self, messages: Messages, requested: Mode, options: DecodeOptions, checked: _Prepared,
+                context: LeakContext | None, audit_sinks: Sequence[AuditSink] = (),
+                audit_fields: Mapping[str, Any] | None = None) -> Iterator[StreamPiece | GenerationResult]:
+        started = time.perf_counter()
+        policy = None if self.leaks is None else self.leaks.policy
+        hold_all = policy is not None and bool(policy.kinds_with("regenerate"))
+        guard = (StreamGuard(self.leaks.scanner, context, policy)  # type: ignore[union-attr, arg-type]
+                 if policy is not None and policy.holds_back_streams and not hold_all else None)
+        with hold_model(self.loaded.model):
+            scores = self._awareness_scores([messages], requested)
+            route = self._routes(requested, scores, 1)[0]
+            mode = route.mode
+            prepared = (checked if mode.uses_prompt == requested.uses_prompt
+                        else self._prepare([messages], mode, options))
+            pieces = self._stream_tokens(prepared, mode, options, guard, *self._group_steering([route]))
+            result = _drain(pieces) if hold_all else (yield from pieces)
+            result = result.model_copy(update={"mode": requested.value,
+                                               "awareness": None if scores is None else scores[0]})
+            if self.leaks is not None:
+                result = self.leaks.check(result, context,  # type: ignore[arg-type]
+                                          self._regenerator(messages, requested, options))
+        if hold_all:
+            yield from self._pieces([(Channel.REASONING, result.reasoning), (Channel.ANSWER, result.answer)])
+        elif (result.leakage is not None and result.leakage.action == "block"
+              and self.leaks is not None and self.leaks.policy.block_with == "refusal"):
+            yield StreamPiece(channel=Channel.ANSWER, text=result.answer)  # what the reader is shown instead
+        self._write_audit([messages], [result], started, [audit_sinks], [audit_fields or {}])
+        if self.leaks is not None:
+            self.leaks.raise_if_blocked(result)
+        yield result
+
+    def _stream_tokens(self, prepared: _Prepared, mode: Mode, options: DecodeOptions, guard: StreamGuard | None,
+                       setting: SteeringSetting | None = None, strengths: Sequence[float] | None = None,
+                       ) -> Generator[StreamPiece, None, GenerationResult]:
+        """Decode one prompt, yielding its pieces (through the leak guard, if any); returns the result."""
+        holdback = max((len(s) for s in options.stop), default=1) - 1
+        splitter = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=prepared.opens_think[0]).stream()
+        ids: list[int] = []
+        finish: FinishReason = "length"
+        emitted, text = 0, ""
+        finished = torch.zeros(1, dtype=torch.bool)
+        clock = DecodeClock()
+        eos_ids = set(self._decoder.eos_ids.tolist())
+        options = self._options_for(mode, options)
+
+        def release(parts: list[tuple[Channel, str]]) -> list[tuple[Channel, str]]:
+            if guard is None:
+                return parts
+            return [out for channel, piece in parts for out in guard.feed(channel, piece)]
+
+        with self._session(mode, prepared, options, setting, strengths) as applied:
+            for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
+                token = int(tokens[0])
+                if token in eos_ids:
+                    finish = "eos"
+                    break
+                ids.append(token)
+                text, hit = _cut_at_stop(self._visible_text(ids), options.stop)
+                if hit:
+                    finish = "stop"
+                    break
+                safe_end = len(text) - holdback
+                while safe_end > emitted and text[safe_end - 1] == "\ufffd":  # incomplete UTF-8 sequence
+                    safe_end -= 1
+                if safe_end > emitted:
+                    yield from self._pieces(release(splitter.feed(text[emitted:safe_end])))
+                    emitted = safe_end
+                if guard is not None and guard.blocked:
+                    break  # a blocked leak: nothing more will be shown, so stop generating
+            rest = release(splitter.feed(text[emitted:]) + splitter.finish())
+            yield from self._pieces(rest + (guard.finish() if guard is not None else []))
+        return self._result(ids, finish, mode, prepared, 0, options, applied[0], clock)
+
+    @staticmethod
+    def _pieces(pieces: list[tuple[Channel, str]]) -> Iterator[StreamPiece]:
+        for channel, text in pieces:
+            if text:
+                yield StreamPiece(channel=channel, text=text)

@@ -1,0 +1,139 @@
+"""Latent safety awareness: a linear probe on the last prompt token that says "this is harmful".
+
+Models often represent that a request is harmful and comply anyway (the awareness–compliance
+gap Self-Guard targets). The probe reads that representation; the engine uses it as a gate,
+so the safety prompt and the steering vector act on requests the model itself finds risky and
+leave ordinary requests alone (a small model cannot make that distinction from a prompt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InvalidMessagesError, InvalidSettingError
+from .extraction import last_token_activations
+from .probe import PROBE_METHODS, AwarenessProbe, ProbeMethod, auc
+from .prompting import ChatRenderer, Messages, apply_safety_prompt, normalize_messages
+
+L2_PENALTY = 0.1  # on standardised states; 0.1 beat 1 and 10 in out-of-fold AUC on our calibration set
+
+
+def _best_threshold(positive: torch.Tensor, negative: torch.Tensor, max_false_positive: float) -> float:
+    """The cut with the highest true-positive rate whose false-positive rate stays within bounds."""
+    candidates = torch.cat([positive, negative]).sort().values
+    best, best_tpr = float(candidates[-1]) + 1.0, -1.0
+    for cut in candidates.tolist():
+        fpr = float((negative >= cut).float().mean())
+        tpr = float((positive >= cut).float().mean())
+        if fpr <= max_false_positive and tpr > best_tpr:
+            best, best_tpr = cut, tpr
+    return best
+
+
+def probe_texts(renderer: ChatRenderer, prompts: Sequence[Messages]) -> list[str]:
+    """Each prompt's request rendered as the user sent it (no safety text): what the probe reads,
+    when it is fitted and when it gates."""
+    return [renderer.render(apply_safety_prompt(request_of(p), None)) for p in prompts]
+
+
+def request_of(messages: Messages) -> list[dict[str, Any]]:
+    """The latest user turn on its own (a valid conversation has one): the probe was fitted on
+    single requests, and a system prompt, tool schemas or earlier turns move its score (a bound
+    weather tool and its result pushed a weather question over the embedded model's threshold)."""
+    *_, request = (m for m in normalize_messages(messages) if m["role"] == "user")
+    return [{"role": "user", "content": request["content"]}]
+
+
+def _logistic(states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """L2-regularised logistic regression on standardised states, returned as (unit direction,
+    offset) such that states @ direction + offset is the logit divided by a positive constant.
+
+    Standardising first keeps one penalty right for models whose hidden units differ in scale by
+    orders of magnitude; the penalty keeps a few hundred prompts from fitting a direction per word.
+    """
+    mean, spread = states.mean(0), states.std(0).clamp_min(1e-4)
+    z = (states - mean) / spread
+    weight = torch.zeros(states.shape[1], requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
+    target = labels.float()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(z @ weight + bias, target)
+        loss = loss + L2_PENALTY * (weight @ weight)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    raw = weight.detach() / spread  # logit = states @ raw + (bias - mean @ raw)
+    scale = raw.norm().clamp_min(1e-12)
+    return raw / scale, float((bias.detach() - mean @ raw) / scale)
+
+
+def _mean_difference(states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Harmful mean minus benign mean: no fitting, but it also picks up how the two sets are phrased."""
+    direction = states[labels == 1].mean(0) - states[labels == 0].mean(0)
+    return direction / direction.norm().clamp_min(1e-8), 0.0
+
+
+_FITS = {"logistic": _logistic, "mean_difference": _mean_difference}
+
+
+def _fit(method: str, states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+    return _FITS[method](states, labels)
+
+
+def probe_from_states(states: torch.Tensor, labels: torch.Tensor, *, method: ProbeMethod = "logistic",
+                      folds: int = 5, max_false_positive: float = 0.05) -> AwarenessProbe:
+    """Pick the layer whose probe separates out-of-fold prompts best, fit it on all of them, and
+    set the threshold from out-of-fold scores (in-sample scores would put benign prompts too low).
+
+    `states` is [prompts, layers, hidden]; `labels` 1 for harmful, 0 for benign.
+    """
+    if method not in _FITS:
+        raise InvalidSettingError(f"Unknown probe method {method!r}: use one of {', '.join(PROBE_METHODS)}.")
+    fold = torch.arange(len(labels)) % folds  # fixed and interleaved, so every fold holds both labels
+    best: tuple[float, int, torch.Tensor] | None = None
+    for layer in range(states.shape[1]):
+        held_out = torch.empty(len(labels))
+        for k in range(folds):
+            direction, offset = _fit(method, states[fold != k, layer], labels[fold != k])
+            held_out[fold == k] = states[fold == k, layer] @ direction + offset
+        score = auc(held_out[labels == 1], held_out[labels == 0])
+        if best is None or score > best[0]:
+            best = (score, layer, held_out)
+    assert best is not None
+    score, layer, held_out = best
+    direction, offset = _fit(method, states[:, layer], labels)
+    threshold = _best_threshold(held_out[labels == 1], held_out[labels == 0], max_false_positive) - offset
+    fitted = states[:, layer] @ direction
+    return AwarenessProbe(layer=layer, direction=direction, threshold=threshold, auc=score, method=method,
+                          score_range=(float(fitted.min()), float(fitted.max())))
+
+
+def fit_awareness_probe(
+    model: nn.Module,
+    tokenizer: Any,
+    harmful: Sequence[str],
+    benign: Sequence[str],
+    *,
+    method: ProbeMethod = "logistic",
+    folds: int = 5,
+    max_false_positive: float = 0.05,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> AwarenessProbe:
+    """Fit the probe on labelled prompts, read as the user sent them (no safety prompt)."""
+    if len(harmful) < folds or len(benign) < folds:
+        raise InvalidMessagesError(f"The awareness probe needs at least {folds} harmful and {folds} benign prompts "
+                                   f"(one per fold), got {len(harmful)} and {len(benign)}.")
+    states = last_token_activations(model, tokenizer, probe_texts(ChatRenderer(tokenizer), [*harmful, *benign]),
+                                    batch_size=batch_size, desc="awareness probe", progress=progress)
+    labels = torch.tensor([1] * len(harmful) + [0] * len(benign))
+    return probe_from_states(states, labels, method=method, folds=folds, max_false_positive=max_false_positive)

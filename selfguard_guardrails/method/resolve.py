@@ -1,0 +1,140 @@
+"""Find the steering vector and setting for a loaded model: given, shipped, cached, or extracted.
+
+Order: an explicit vector (object or path) > a vector shipped in the package for this model
+fingerprint and safety prompt > one cached from an earlier extraction > extract it now from
+our packaged calibration prompts (progress bar) and cache it for next time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from ..runtime.layers import decoder_layers, validate_layers
+from ..runtime.loading import LoadedModel, default_cache_dir
+from ..settings import GateSetting, Mode, SteeringSetting, provisional_setting
+from .awareness import fit_awareness_probe
+from .extraction import Method, extract_steering_vector
+from .probe import AwarenessProbe, ProbeMethod
+from .prompt_sets import calibration_records
+from .prompting import NEUTRAL_BASELINE, SafetyPrompt
+from .steering import SteeringVector
+
+logger = logging.getLogger(__name__)
+
+
+def model_shape(loaded: LoadedModel) -> tuple[int, int]:
+    """Decoder-layer count and hidden size, what a vector must match."""
+    config = loaded.model.config
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
+    return len(decoder_layers(loaded.model)), hidden
+
+
+def shipped_vector_path(fingerprint: str) -> Path | None:
+    """The package's own vector for a model fingerprint, if we ship one."""
+    candidate = resources.files("selfguard_guardrails.data").joinpath(f"{fingerprint}.safetensors")
+    return Path(str(candidate)) if candidate.is_file() else None
+
+
+def cached_vector_path(loaded: LoadedModel, safety: SafetyPrompt, cache_dir: str | os.PathLike | None) -> Path:
+    """Keyed by model, safety prompt and the default baseline, so none of them can go stale."""
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    name = f"{loaded.fingerprint}-{safety.fingerprint()}-{NEUTRAL_BASELINE.fingerprint()}.safetensors"
+    return root / "vectors" / name
+
+
+def resolve_vector(
+    loaded: LoadedModel,
+    source: SteeringVector | str | os.PathLike | None,
+    *,
+    safety: SafetyPrompt,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> SteeringVector:
+    """Return a vector that fits `loaded`, or raise VectorMismatchError/CorruptFileError."""
+    num_layers, hidden = model_shape(loaded)
+    if source is not None:
+        vector = source if isinstance(source, SteeringVector) else SteeringVector.load(source)
+        vector.check_fits(num_layers=num_layers, hidden_size=hidden, fingerprint=loaded.fingerprint)
+        return vector
+    shipped = shipped_vector_path(loaded.fingerprint)
+    if shipped is not None:
+        vector = SteeringVector.load(shipped)
+        if vector.safety_prompt_hash == safety.fingerprint():
+            return vector
+        logger.info("The shipped vector was made with another safety prompt; extracting one for yours.")
+    cached = cached_vector_path(loaded, safety, cache_dir)
+    if cached.is_file():
+        return SteeringVector.load(cached)
+    logger.warning("No steering vector for %s yet: extracting one from the calibration prompts (once; cached at %s).",
+                   loaded.name, cached)
+    vector = calibration_vector(loaded, safety, progress=progress)
+    vector.save(cached)
+    return vector
+
+
+def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, baseline: SafetyPrompt | None = NEUTRAL_BASELINE,
+                       method: Method = "mean_difference", probe_method: ProbeMethod = "logistic",
+                       batch_size: int = 16, progress: bool = True) -> SteeringVector:
+    """Vector and awareness probe from our packaged, labelled calibration prompts."""
+    records = calibration_records()
+    vector = extract_steering_vector(loaded.model, loaded.tokenizer, [r["prompt"] for r in records],
+                                     safety=safety, baseline=baseline, method=method, batch_size=batch_size,
+                                     model_fingerprint=loaded.fingerprint, model_name=loaded.name,
+                                     progress=progress)
+    vector.probe = packaged_probe(loaded, method=probe_method, batch_size=batch_size, progress=progress)
+    return vector
+
+
+def packaged_probe(loaded: LoadedModel, *, harmful: Sequence[str] = (), benign: Sequence[str] = (),
+                   method: ProbeMethod = "logistic", max_false_positive: float = 0.05, batch_size: int = 16,
+                   progress: bool = True) -> AwarenessProbe:
+    """The awareness probe fitted on our labelled prompts plus any the caller adds (e.g. a
+    calibration split, so the gate has seen prompts phrased like the ones it will judge)."""
+    records = calibration_records()
+    by_label = {label: [r["prompt"] for r in records if r["label"] == label] for label in ("harmful", "benign")}
+    return fit_awareness_probe(loaded.model, loaded.tokenizer, list(dict.fromkeys([*by_label["harmful"], *harmful])),
+                               list(dict.fromkeys([*by_label["benign"], *benign])), method=method,
+                               max_false_positive=max_false_positive, batch_size=batch_size, progress=progress)
+
+
+def recorded_setting(vector: SteeringVector) -> dict | None:
+    """The setting a calibration wrote into the vector file, if any."""
+    recorded = vector.extra.get("setting")
+    return json.loads(recorded) if recorded else None
+
+
+def recorded_mode(vector: SteeringVector) -> Mode | None:
+    """The mode calibration chose (prompt, steer, self-guard or guarded), if the vector file records one."""
+    values = recorded_setting(vector)
+    return Mode.parse(values["mode"]) if values and values.get("mode") else None
+
+
+def resolve_setting(explicit: SteeringSetting | None, vector: SteeringVector, num_layers: int) -> SteeringSetting:
+    """An explicit setting, else one recorded in the vector file, else the provisional default."""
+    if explicit is not None:
+        validate_layers(list(explicit.layers), num_layers)
+        return explicit
+    values = recorded_setting(vector)
+    if values and values.get("layers"):
+        setting = SteeringSetting(layers=tuple(values["layers"]), strength=values["strength"],
+                                  scope=values.get("scope", "all"), source="vector file",
+                                  max_tokens=values.get("max_tokens"),
+                                  repetition_penalty=values.get("repetition_penalty", 1.0))
+        validate_layers(list(setting.layers), num_layers)
+        return setting
+    return provisional_setting(num_layers)
+
+
+def resolve_gate(explicit: GateSetting | None, vector: SteeringVector) -> GateSetting:
+    """An explicit gate setting, else the one calibration recorded in the vector file, else the default."""
+    if explicit is not None:
+        return explicit
+    recorded = vector.extra.get("gate")
+    if recorded:
+        return GateSetting(**json.loads(recorded), source="vector file")
+    return GateSetting()
