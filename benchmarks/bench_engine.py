@@ -30,7 +30,7 @@ import selfguard_guardrails
 from selfguard_guardrails.engine import SelfGuard
 from selfguard_guardrails.method.extraction import extract_steering_vector
 from selfguard_guardrails.method.prompt_sets import calibration_prompts
-from selfguard_guardrails.method.steering import SteeringVector
+from selfguard_guardrails.method.vector import SteeringVector
 from selfguard_guardrails.runtime.layers import decoder_layers
 from selfguard_guardrails.runtime.loading import LoadedModel, set_torch_threads
 from selfguard_guardrails.settings import SteeringSetting

@@ -33,9 +33,8 @@ sys.path.insert(0, str(ROOT))
 from timing import best  # noqa: E402 - benchmarks/timing.py, next to this script
 
 from selfguard_guardrails.engine import SelfGuard  # noqa: E402
-from selfguard_guardrails.method.awareness import probe_texts  # noqa: E402
-from selfguard_guardrails.method.extraction import last_token_activations  # noqa: E402
-from selfguard_guardrails.runtime.decoding import DecodeOptions  # noqa: E402
+from selfguard_guardrails.method.probe_fitting import probe_texts  # noqa: E402
+from selfguard_guardrails.runtime.activations import last_token_activations  # noqa: E402
 from selfguard_guardrails.settings import Mode  # noqa: E402
 
 
@@ -59,7 +58,7 @@ def in_batches(run: Callable[[list[str]], object], prompts: list[str], size: int
 def prefill(engine: SelfGuard, mode: Mode) -> Callable[[list[str]], object]:
     """One forward pass over the rendered prompts with the KV cache, as a decode's first step."""
     def run(batch: list[str]) -> object:
-        prepared = engine._prepare(batch, mode, DecodeOptions(1))
+        prepared = engine.runtime.encode([engine.render_applied(messages, mode) for messages in batch])
         positions = (prepared.attention_mask.cumsum(-1) - 1).clamp(min=0)
         return engine.loaded.model(input_ids=prepared.input_ids, attention_mask=prepared.attention_mask,
                                    position_ids=positions, use_cache=True)

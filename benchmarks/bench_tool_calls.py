@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from selfguard_guardrails.integrations.langchain import ChatSelfGuard  # noqa: E402
-from selfguard_guardrails.tooling.formats import choose_tool  # noqa: E402
+from selfguard_guardrails.tooling.choice import choose_tool  # noqa: E402
 
 TASKS = ROOT / "benchmarks" / "data" / "tool_calls.jsonl"
 

@@ -24,7 +24,7 @@ _EXPORTS = {
     "SteeringSetting": "settings",
     "GateSetting": "settings",
     "SafetyPrompt": "method.prompting",
-    "SteeringVector": "method.steering",
+    "SteeringVector": "method.vector",
     "steer": "method.steering",
     "extract_steering_vector": "method.extraction",
     "load_model": "runtime.loading",

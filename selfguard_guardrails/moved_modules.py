@@ -19,9 +19,10 @@ MOVED = {
     "audit_command": "cli.audit",
     "audit_jsonl": "audit.jsonl",
     "audit_sqlite": "audit.sqlite",
-    "awareness": "method.awareness",
+    "awareness": "method.probe_fitting",
     "config": "settings",
     "decoding": "runtime.decoding",
+    "evaluation.llm_judge": "integrations.langchain.llm_judge",
     "extraction": "method.extraction",
     "integrations.langchain_audit": "integrations.langchain.audit",
     "integrations.llama_index_audit": "integrations.llama_index.audit",
@@ -34,7 +35,7 @@ MOVED = {
     "prompting": "method.prompting",
     "reasoning": "runtime.reasoning",
     "steering": "method.steering",
-    "tools": "tooling.formats",
+    "tools": "tooling.parsing",
 }
 
 

@@ -1,16 +1,77 @@
-"""Settings shared by the engine, the CLI and the adapters, with their provisional defaults."""
+"""Setting types shared by the engine, the CLI and the adapters, their checks and provisional defaults.
+
+No torch here: the command line reads these names (modes, scopes, checks) to build its help
+without loading the model stack.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .errors import InvalidSettingError
-from .method.probe import AwarenessProbe
-from .method.steering import SCOPES, Scope, check_max_tokens, check_strength, warn_if_unreadable
-from .runtime.decoding import check_repetition_penalty
+
+if TYPE_CHECKING:
+    from .method.probe import AwarenessProbe
+
+Scope = Literal["all", "generated", "answer"]
+SCOPES: tuple[str, ...] = ("all", "generated", "answer")
+TOKEN_SCOPES: tuple[str, ...] = ("generated", "answer")  # scopes that count positions from the prompt's end
+# How an awareness probe is fitted and how a vector is extracted, by name. Named here rather than
+# next to the torch code that implements them, so the command line offers them without torch.
+PROBE_METHODS: tuple[str, ...] = ("logistic", "mean_difference")
+EXTRACTION_METHODS: tuple[str, ...] = ("mean_difference", "pca")
+
+# The strongest λ at which the embedded SmolLM2-135M stayed readable in calibration; above it the
+# answers degenerate (docs/report.md, "Figures behind defaults").
+READABLE_STRENGTH = 1.0
+
+
+def check_strength(strength: float, *, allow_negative: bool = False) -> float:
+    """λ must be a finite number (NaN or infinity would destroy every hidden state), and not
+    negative unless asked for by name: a negative λ steers *away* from safety, so the model
+    complies with harmful requests, which a safety library must never do by a slip of the sign."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError) as error:
+        raise InvalidSettingError(f"Steering strength must be a number, got {strength!r}.") from error
+    if not math.isfinite(value):
+        raise InvalidSettingError(f"Steering strength must be finite, got {value}: use e.g. 0.6.")
+    if value < 0 and not allow_negative:
+        raise InvalidSettingError(
+            f"Steering strength {value:g} is negative: it steers away from safety and makes the model comply with "
+            "harmful requests. Use λ >= 0; for research on that effect, opt in with allow_negative_strength=True "
+            "(--allow-negative-strength on the command line).")
+    return value
+
+
+def warn_if_unreadable(strength: float) -> None:
+    """Warn about a λ past the point where calibration saw the embedded model's text break."""
+    if abs(strength) > READABLE_STRENGTH:
+        warnings.warn(f"Steering strength {strength:g} is above {READABLE_STRENGTH:g}, the strongest at which the "
+                      "embedded model's answers stayed readable in calibration (at 1.5 they were garbled). Check "
+                      "the degenerate rate with `selfguard eval` before relying on it.", UserWarning, stacklevel=4)
+
+
+def check_max_tokens(max_tokens: int | None, scope: str) -> None:
+    """A steered-token budget counts answer tokens, so it needs scope `generated` or `answer` and at least 1."""
+    if max_tokens is None:
+        return
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidSettingError(f"max_tokens (how many generated tokens to steer) must be a whole number >= 1 "
+                                  f"or None for all, got {max_tokens!r}.")
+    if scope not in TOKEN_SCOPES:
+        raise InvalidSettingError("max_tokens counts generated tokens: use it with scope 'generated' or 'answer'.")
+
+
+def check_repetition_penalty(value: object) -> float:
+    """A finite number >= 1 (1 = off); below 1 would reward loops, which is never what we want."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1:
+        raise InvalidSettingError(f"repetition_penalty must be a finite number >= 1 (1 = off), got {value!r}.")
+    return float(value)
 
 
 class Mode(str, Enum):
@@ -132,9 +193,9 @@ class GateSetting:
                 "threshold": self.threshold}
 
 
-# From a prototype on the embedded SmolLM2-135M (30 layers): λ 0.6 on layers 18-20 with the
-# safety prompt, steering generated tokens only (on top of the safety prompt, steering the prompt
-# positions too wrecked a fifth of the answers). Calibration replaces this per model.
+# From a prototype on the embedded SmolLM2-135M: λ 0.6 at 60-70% depth with the safety prompt,
+# steering generated tokens only (on top of the safety prompt, steering the prompt positions too
+# broke many answers: docs/report.md, "Figures behind defaults"). Calibration replaces this per model.
 PROVISIONAL_STRENGTH = 0.6
 PROVISIONAL_DEPTH = (0.6, 0.7)
 

@@ -29,6 +29,7 @@ from selfguard_guardrails.audit.sqlite import SCHEMA_VERSION, SqliteAuditSink
 from selfguard_guardrails.errors import AuditLogError, InvalidSettingError
 from selfguard_guardrails.leakage.findings import Finding
 from tests.audit_writer import record
+from tests.broken_sink import BrokenSink
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,16 +117,6 @@ def test_jsonl_rotates_past_its_size_cap_and_keeps_the_newest_backups(tmp_path):
     assert kept == list(range(3, 10))  # three records a file; the oldest file was dropped whole
     with pytest.raises(InvalidSettingError, match="max_bytes"):
         JsonlAuditSink(path, max_bytes=0)
-
-
-class BrokenSink:
-    """A sink whose disk is full."""
-
-    def write(self, record):
-        raise OSError("disk full")
-
-    def close(self):
-        pass
 
 
 def test_a_failing_sink_fails_closed_or_only_warns_open(tmp_path, caplog):

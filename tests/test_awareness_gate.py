@@ -10,29 +10,17 @@ import torch
 
 from selfguard_guardrails import SelfGuard, SteeringSetting
 from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, VectorMismatchError
-from selfguard_guardrails.method.awareness import fit_awareness_probe, probe_from_states
-from selfguard_guardrails.method.extraction import last_token_activations
-from selfguard_guardrails.method.probe import AwarenessProbe, auc
-from selfguard_guardrails.method.steering import SteeringVector
+from selfguard_guardrails.method.probe import auc
+from selfguard_guardrails.method.probe_fitting import fit_awareness_probe, probe_from_states
+from selfguard_guardrails.method.vector import SteeringVector
+from selfguard_guardrails.runtime.activations import last_token_activations
 from selfguard_guardrails.runtime.layers import decoder_layers
-from selfguard_guardrails.runtime.loading import LoadedModel
 from selfguard_guardrails.settings import GateSetting, Mode
 from tests.conftest import tiny_llama
-from tests.test_steering import random_vector
+from tests.tiny_engines import gated_engine
 
 PROMPTS = ["Tell me a story about a cat.", "Hi", "What is the capital of France and why is it famous?",
            "How do rainbows form?"]
-
-
-def gated_engine(tokenizer, threshold: float, direction: torch.Tensor | None = None, **options) -> SelfGuard:
-    model = tiny_llama(vocab_size=len(tokenizer))
-    vector = random_vector(model)
-    direction = torch.ones(32) / math.sqrt(32) if direction is None else direction
-    vector.probe = AwarenessProbe(layer=2, direction=direction, threshold=threshold, auc=0.9)
-    loaded = LoadedModel(model=model, tokenizer=tokenizer, name="tiny", fingerprint="test", context_window=256,
-                         source="object")
-    options.setdefault("setting", SteeringSetting(layers=(1, 2), strength=2.0))
-    return SelfGuard(loaded, vector=vector, progress=False, **options)
 
 
 def probe_layer_state(engine: SelfGuard, prompt: str) -> torch.Tensor:
@@ -237,9 +225,9 @@ def test_auc_and_fitted_probe_mechanics(smollm_tokenizer):
     assert torch.isclose(probe.direction.norm(), torch.tensor(1.0))
     low, high = probe.score_range
     assert low < probe.threshold + 1e-3 and low < high
-    from selfguard_guardrails.method.awareness import probe_texts
-    from selfguard_guardrails.method.extraction import last_token_activations
-    from selfguard_guardrails.method.prompting import ChatRenderer
+    from selfguard_guardrails.method.probe_fitting import probe_texts
+    from selfguard_guardrails.runtime.activations import last_token_activations
+    from selfguard_guardrails.runtime.chat import ChatRenderer
 
     texts = probe_texts(ChatRenderer(smollm_tokenizer), benign)
     states = last_token_activations(model, smollm_tokenizer, texts, progress=False)

@@ -27,7 +27,7 @@ from selfguard_guardrails.method.steering import steer
 from selfguard_guardrails.runtime.loading import LoadedModel
 from selfguard_guardrails.settings import Mode
 from tests.conftest import tiny_llama
-from tests.test_engine_mechanics import make_engine
+from tests.tiny_engines import make_engine
 
 PROMPTS = ["Tell me a story about a cat.", "Hi", "What is the capital of France and why is it famous?"]
 

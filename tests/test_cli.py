@@ -8,19 +8,23 @@ vector extracted by `selfguard extract` from three prompts is passed to every co
 
 from __future__ import annotations
 
+import argparse
 import builtins
 import importlib.util
 import io
 import json
 import logging
+import typing
 from contextlib import redirect_stdout
+from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from selfguard_guardrails import cli
+from selfguard_guardrails.cli import files as cli_files
 from selfguard_guardrails.cli import format_layers, main, parse_layers
+from selfguard_guardrails.cli.parser import build_parser
 
 MAX_TOKENS = "8"
 
@@ -94,16 +98,39 @@ def test_parse_layers_accepts_lists_and_ranges():
     assert format_layers([20, 18, 19, 25, 3]) == "3,18-20,25"
 
 
+def choices(command: str, option: str) -> tuple[str, ...]:
+    """The choices the parser offers for `option` of `command`."""
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in subparsers.choices[command]._actions if option in a.option_strings)
+    return tuple(action.choices)
+
+
 def test_mode_choices_match_the_library():
     from selfguard_guardrails.settings import Mode
 
-    assert tuple(m.value for m in Mode) == cli.MODES
+    for command in ("generate", "chat"):
+        assert choices(command, "--mode") == tuple(m.value for m in Mode)
+
+
+def test_scope_choices_match_the_library():
+    from selfguard_guardrails.settings import SCOPES, Scope
+
+    assert choices("generate", "--scope") == SCOPES == typing.get_args(Scope)
 
 
 def test_probe_method_choices_match_the_library():
-    from selfguard_guardrails.method.probe import PROBE_METHODS
+    from selfguard_guardrails.method.probe import ProbeMethod
+    from selfguard_guardrails.settings import PROBE_METHODS
 
-    assert PROBE_METHODS == cli.PROBE_METHODS
+    assert choices("extract", "--probe-method") == choices("calibrate", "--probe-method") == PROBE_METHODS
+    assert typing.get_args(ProbeMethod) == PROBE_METHODS
+
+
+def test_extraction_method_choices_match_the_library():
+    from selfguard_guardrails.method.extraction import Method
+    from selfguard_guardrails.settings import EXTRACTION_METHODS
+
+    assert choices("extract", "--method") == EXTRACTION_METHODS == typing.get_args(Method)
 
 
 def test_help_exits_zero(capsys):
@@ -116,7 +143,7 @@ def test_keyboard_interrupt_exits_130(capsys, monkeypatch, tmp_path):
     def interrupted(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "read_prompts", interrupted)
+    monkeypatch.setattr(cli_files, "read_prompts", interrupted)
     rc, out, err = run(capsys, "generate", "--input", str(tmp_path / "p.txt"))
     assert rc == 130
     assert out == ""
@@ -128,7 +155,7 @@ def test_keyboard_interrupt_exits_130(capsys, monkeypatch, tmp_path):
 
 def test_extract_writes_a_loadable_vector_with_its_setting(setup):
     from selfguard_guardrails.method.prompting import NEUTRAL_BASELINE
-    from selfguard_guardrails.method.steering import SteeringVector
+    from selfguard_guardrails.method.vector import SteeringVector
 
     vector = SteeringVector.load(setup.vector)
     assert vector.num_layers == 30 and vector.hidden_size == 576
@@ -284,8 +311,12 @@ def test_demo_streams_each_answer_before_the_next_is_generated(setup, capsys, mo
     assert "\n  self-guard:" in written_before[2] and "2. [harmful]" in written_before[2]
 
 
+def _demo_prompts() -> dict[str, list[str]]:
+    return json.loads(resources.files("selfguard_guardrails.prompts").joinpath("demo.json").read_text("utf-8"))
+
+
 def _first_demo_prompt() -> str:
-    return json.loads(Path(cli.__file__).with_name("prompts").joinpath("demo.json").read_text())["harmful"][0]
+    return _demo_prompts()["harmful"][0]
 
 
 def test_help_describes_the_demo_as_it_runs(capsys):
@@ -296,7 +327,7 @@ def test_help_describes_the_demo_as_it_runs(capsys):
 def test_demo_prints_both_modes_for_every_prompt(setup, capsys):
     rc, out, _ = run(capsys, "demo", "--vector", setup.vector, "--max-new-tokens", MAX_TOKENS, "-q")
     assert rc == 0
-    demo = json.loads(Path(cli.__file__).with_name("prompts").joinpath("demo.json").read_text())
+    demo = _demo_prompts()
     for prompt in demo["harmful"] + demo["benign"]:
         assert prompt in out
     lines = out.splitlines()
@@ -482,7 +513,7 @@ def test_calibrate_refits_the_gate_on_its_prompts_and_searches_repetition_penalt
     import torch
 
     from selfguard_guardrails import data
-    from selfguard_guardrails.method.steering import SteeringVector
+    from selfguard_guardrails.method.vector import SteeringVector
 
     harmful = tmp_path / "harmful.jsonl"
     harmful.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in [
@@ -525,7 +556,7 @@ def test_calibrate_refits_the_gate_on_its_prompts_and_searches_repetition_penalt
 ])
 def test_calibrate_refuses_bad_input_before_generating(setup, capsys, tmp_path, monkeypatch, argv, message):
     from selfguard_guardrails.calibration.search import Calibrator
-    from selfguard_guardrails.method.steering import SteeringVector
+    from selfguard_guardrails.method.vector import SteeringVector
 
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -542,7 +573,7 @@ def test_calibrate_refuses_bad_input_before_generating(setup, capsys, tmp_path, 
 
 
 def test_eval_refuses_a_vector_for_another_model_before_generating(setup, capsys, tmp_path):
-    from selfguard_guardrails.method.steering import SteeringVector
+    from selfguard_guardrails.method.vector import SteeringVector
 
     foreign = SteeringVector.load(setup.vector)
     foreign.model_fingerprint = "another-model"
@@ -563,7 +594,6 @@ def test_steer_tokens_sets_a_token_budget_and_keeps_the_rest_of_the_setting(setu
 
 
 def test_the_baseline_choices_are_the_libraries_baselines():
-    from selfguard_guardrails.cli import BASELINE_NAMES
     from selfguard_guardrails.method.prompting import BASELINES
 
-    assert sorted(BASELINE_NAMES) == sorted(BASELINES)
+    assert sorted(choices("extract", "--baseline")) == sorted(BASELINES)

@@ -9,24 +9,12 @@ import torch
 
 from selfguard_guardrails import SelfGuard, SteeringSetting
 from selfguard_guardrails.errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
-from selfguard_guardrails.method.extraction import last_token_activations
 from selfguard_guardrails.results import GenerationResult, StreamPiece
-from selfguard_guardrails.runtime.decoding import DecodeOptions
+from selfguard_guardrails.runtime.activations import last_token_activations
 from selfguard_guardrails.runtime.layers import decoder_layers
-from selfguard_guardrails.runtime.loading import LoadedModel
 from selfguard_guardrails.settings import Mode
 from tests.conftest import tiny_gpt2, tiny_llama, tiny_qwen3
-from tests.test_steering import random_vector
-
-PROMPTS = ["Tell me a story about a cat.", "Hi", "What is the capital of France and why is it famous?"]
-
-
-def make_engine(tokenizer, builder=tiny_llama, context_window: int = 256, **options) -> SelfGuard:
-    model = builder(vocab_size=len(tokenizer))
-    loaded = LoadedModel(model=model, tokenizer=tokenizer, name="tiny", fingerprint="test",
-                         context_window=context_window, source="object")
-    options.setdefault("setting", SteeringSetting(layers=(1, 2), strength=2.0))
-    return SelfGuard(loaded, vector=random_vector(model), progress=False, **options)
+from tests.tiny_engines import PROMPTS, make_engine
 
 
 @pytest.fixture(params=[tiny_llama, tiny_qwen3, tiny_gpt2], ids=["llama", "qwen3", "gpt2"])
@@ -80,10 +68,15 @@ def test_stream_pieces_add_up_to_the_result(engine):
 
 def test_abandoned_stream_releases_the_engine(engine):
     layers = decoder_layers(engine.loaded.model)
-    stream = engine.stream(PROMPTS[0], max_new_tokens=100, min_new_tokens=100)
-    first = next(stream)
+    hooks_seen: list[int] = []  # steering hooks on layer 1 at each forward pass of the stream
+    watcher = engine.loaded.model.register_forward_pre_hook(lambda *a: hooks_seen.append(len(layers[1]._forward_hooks)))
+    try:
+        stream = engine.stream(PROMPTS[0], max_new_tokens=100, min_new_tokens=100)
+        first = next(stream)
+    finally:
+        watcher.remove()
     assert isinstance(first, (StreamPiece, GenerationResult))
-    assert len(layers[1]._forward_hooks) == 1  # steering is on while the stream runs
+    assert hooks_seen and all(count == 1 for count in hooks_seen)  # steering is on while the stream decodes
     stream.close()  # the caller walks away
     assert all(len(layer._forward_hooks) == 0 for layer in layers)
     done = []
@@ -226,7 +219,7 @@ def test_repetition_penalty_matches_a_reference_greedy_loop(smollm_tokenizer):
 
     engine = make_engine(smollm_tokenizer)
     model = engine.loaded.model
-    prompt = engine._prepare(["Tell me a story about a cat."], Mode.PLAIN, DecodeOptions(16))
+    prompt = engine.runtime.encode([engine.render_applied("Tell me a story about a cat.", Mode.PLAIN)])
     ids = prompt.input_ids[0].tolist()
     generated: list[int] = []
     with torch.inference_mode():
@@ -317,8 +310,9 @@ def test_scored_continuations_match_the_rendered_prompt_forward_pass(engine):
 def test_extraction_is_the_mean_shift_from_the_baseline_to_the_safety_prompt(engine, tmp_path, baseline):
     """v_l = mean_x [h_l(safety ⊕ x) − h_l(baseline ⊕ x)], the baseline recorded in the file."""
     from selfguard_guardrails.method.extraction import extract_steering_vector
-    from selfguard_guardrails.method.prompting import BASELINES, ChatRenderer, apply_safety_prompt, normalize_messages
-    from selfguard_guardrails.method.steering import SteeringVector
+    from selfguard_guardrails.method.prompting import BASELINES, apply_safety_prompt
+    from selfguard_guardrails.method.vector import SteeringVector
+    from selfguard_guardrails.runtime.chat import ChatRenderer, normalize_messages
 
     model, tokenizer, safety = engine.loaded.model, engine.loaded.tokenizer, engine.safety_prompt
     against = BASELINES[baseline]

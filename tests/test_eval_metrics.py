@@ -18,7 +18,7 @@ from selfguard_guardrails.evaluation.metrics import (
 from selfguard_guardrails.method.steering import steer
 from selfguard_guardrails.runtime.layers import decoder_layers
 from tests.conftest import tiny_gpt2, tiny_llama
-from tests.test_engine_mechanics import PROMPTS, make_engine
+from tests.tiny_engines import PROMPTS, make_engine
 
 # -- rates -----------------------------------------------------------------------------------
 

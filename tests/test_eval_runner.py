@@ -9,7 +9,7 @@ import pytest
 from selfguard_guardrails.errors import CorruptFileError, InvalidSettingError
 from selfguard_guardrails.evaluation.datasets import EvalItem
 from selfguard_guardrails.evaluation.runner import EvalRun, read_records
-from tests.test_engine_mechanics import make_engine
+from tests.tiny_engines import make_engine
 
 
 def items(prefix: str, count: int, target: str | None = None) -> list[EvalItem]:
@@ -79,7 +79,7 @@ def test_guarded_benign_kl_counts_prompts_the_gate_lets_through_as_their_below_m
     import math
 
     from selfguard_guardrails.settings import GateSetting
-    from tests.test_awareness_gate import gated_engine
+    from tests.tiny_engines import gated_engine
 
     benign = {"benign": items("benign", 3)}
 
@@ -96,7 +96,7 @@ def test_guarded_benign_kl_counts_prompts_the_gate_lets_through_as_their_below_m
 
 
 def test_the_report_measures_the_probe_on_its_own_sets(tmp_path, smollm_tokenizer):
-    from tests.test_awareness_gate import gated_engine
+    from tests.tiny_engines import gated_engine
 
     engine = gated_engine(smollm_tokenizer, threshold=0.0)
     sets = {"harmful": items("harmful", 3), "benign": items("benign", 3)}

@@ -15,8 +15,8 @@ from selfguard_guardrails.leakage.policy import LeakBlockedError, LeakPolicy
 from selfguard_guardrails.leakage.scanner import LeakContext, LeakScanner
 from selfguard_guardrails.leakage.streaming import StreamGuard
 from selfguard_guardrails.results import GenerationResult, SteeringApplied, Timings, Usage
-from tests.test_audit import BrokenSink
-from tests.test_engine_mechanics import make_engine
+from tests.broken_sink import BrokenSink
+from tests.tiny_engines import make_engine
 
 KEY = "AKIA" + "Q4TZ7MNB2XWE9RLD"
 CORPUS = Path(__file__).parent / "data" / "leakage" / "corpus.jsonl"

@@ -17,14 +17,15 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from selfguard_guardrails import cli
+from selfguard_guardrails.cli import eval as eval_command
 from selfguard_guardrails.errors import InvalidSettingError
-from selfguard_guardrails.evaluation.llm_judge import (
+from selfguard_guardrails.evaluation.runner import judge_name, keyword_judge
+from selfguard_guardrails.integrations.langchain.llm_judge import (
     JudgeReplyError,
     LLMRefusalJudge,
     MissingExtraError,
     load_chat_model,
 )
-from selfguard_guardrails.evaluation.runner import judge_name, keyword_judge
 
 
 class Scripted(BaseChatModel):
@@ -179,7 +180,7 @@ def test_a_bad_judge_fails_before_the_model_loads(monkeypatch, capsys, tmp_path,
     def no_load(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the model was loaded before the judge was checked")
 
-    monkeypatch.setattr(cli, "load_engine", no_load)
+    monkeypatch.setattr(eval_command, "load_engine", no_load)
     rc = cli.main(["eval", "--harmful", str(harmful_file), "--judge", spec, "--out", str(tmp_path / "out"), "-q"])
     assert rc == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out" / "records.jsonl").exists()
@@ -187,10 +188,10 @@ def test_a_bad_judge_fails_before_the_model_loads(monkeypatch, capsys, tmp_path,
 
 def test_eval_records_the_llm_judges_verdicts_and_name(monkeypatch, capsys, tmp_path, harmful_file,
                                                           smollm_tokenizer):
-    from tests.test_engine_mechanics import make_engine
+    from tests.tiny_engines import make_engine
 
     engine = make_engine(smollm_tokenizer)
-    monkeypatch.setattr(cli, "load_engine", lambda args, **options: engine)
+    monkeypatch.setattr(eval_command, "load_engine", lambda args, **options: engine)
     out = tmp_path / "out"
     rc = cli.main(["eval", "--harmful", str(harmful_file), "--modes", "plain", "--max-new-tokens", "2",
                    "--judge", f"llm:{__name__}:MODEL", "--out", str(out), "-q"])

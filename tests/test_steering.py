@@ -8,23 +8,11 @@ import pytest
 import torch
 
 from selfguard_guardrails.errors import CorruptFileError, InvalidSettingError, VectorMismatchError
-from selfguard_guardrails.method.steering import SteeringVector, steer
+from selfguard_guardrails.method.steering import steer
+from selfguard_guardrails.method.vector import SteeringVector
 from selfguard_guardrails.runtime.layers import decoder_layers
 from selfguard_guardrails.settings import SteeringSetting
-
-
-def hidden_size(model) -> int:
-    return int(getattr(model.config, "hidden_size", 0) or model.config.n_embd)
-
-
-def random_vector(model, seed: int = 1) -> SteeringVector:
-    generator = torch.Generator().manual_seed(seed)
-    layers = len(decoder_layers(model))
-    width = hidden_size(model)
-    return SteeringVector(
-        directions={i: torch.randn(width, generator=generator) for i in range(layers)},
-        model_fingerprint="test", num_layers=layers, hidden_size=width, model_name="tiny",
-    )
+from tests.tiny_engines import random_vector
 
 
 class Recorder:

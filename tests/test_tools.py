@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from selfguard_guardrails.tooling.formats import inline_tools, parse_tool_calls
+from selfguard_guardrails.runtime.chat import inline_tools
+from selfguard_guardrails.tooling.parsing import parse_tool_calls
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
@@ -51,7 +52,7 @@ def test_inline_format_lists_tools_and_writes_history_as_text():
 
 
 def test_the_engine_renders_tools_for_a_template_without_them(smollm_tokenizer):
-    from tests.test_engine_mechanics import make_engine
+    from tests.tiny_engines import make_engine
 
     engine = make_engine(smollm_tokenizer)
     prompt = engine.render("Weather in Oslo?", mode="plain", tools=[WEATHER])
@@ -63,7 +64,7 @@ def test_the_engine_renders_tools_for_a_template_without_them(smollm_tokenizer):
 
 def test_forced_prefix_names_the_tool_and_its_first_argument():
     from selfguard_guardrails.errors import InvalidSettingError
-    from selfguard_guardrails.tooling.formats import forced_call_prefix, forced_tool_name
+    from selfguard_guardrails.tooling.choice import forced_call_prefix, forced_tool_name
 
     prefix = forced_call_prefix([WEATHER], "any")
     assert prefix == '<tool_call>{"name": "get_weather", "arguments": {"city": '
@@ -134,7 +135,7 @@ def test_guided_json_refuses_schemas_it_cannot_guarantee():
 
 
 def test_the_tool_is_chosen_by_how_likely_each_description_makes_the_question():
-    from selfguard_guardrails.tooling.formats import CHANNEL_TEMPLATE, choose_tool, last_question
+    from selfguard_guardrails.tooling.choice import CHANNEL_TEMPLATE, choose_tool, last_question
 
     calc = {"type": "function", "function": {"name": "calculator", "description": "Arithmetic."}}
     asked: list = []
@@ -178,7 +179,7 @@ def test_guided_json_picks_booleans_and_enums_by_likelihood_and_reads_numbers_le
 ])
 def test_tools_a_model_cannot_be_shown_are_refused_with_the_reason(tool, match):
     from selfguard_guardrails.errors import InvalidSettingError
-    from selfguard_guardrails.tooling.formats import checked_tools
+    from selfguard_guardrails.tooling.definitions import checked_tools
 
     with pytest.raises(InvalidSettingError, match=match):
         checked_tools([WEATHER, tool])
@@ -189,7 +190,7 @@ def test_a_template_that_rejects_the_tools_is_a_clear_error_not_a_jinja_trace(sm
     import copy
 
     from selfguard_guardrails.errors import InvalidSettingError
-    from selfguard_guardrails.method.prompting import ChatRenderer
+    from selfguard_guardrails.runtime.chat import ChatRenderer
 
     tokenizer = copy.deepcopy(smollm_tokenizer)
     tokenizer.chat_template = ("{% if tools %}{{ raise_exception('tools need a description') }}{% endif %}"

@@ -17,7 +17,7 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from ..errors import AuditLogError, InvalidSettingError
-from . import AuditRecord
+from .records import AuditRecord
 
 logger = logging.getLogger(__name__)
 

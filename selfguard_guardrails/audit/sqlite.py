@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import AuditLogError
-from . import AuditRecord
+from .records import AuditRecord
 
 SCHEMA_VERSION = 1
 

@@ -6,10 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidSettingError
-from ..method.steering import SCOPES, Scope, check_max_tokens, check_strength
-from ..runtime.decoding import check_repetition_penalty
 from ..runtime.layers import validate_layers
-from ..settings import Mode, SteeringSetting
+from ..settings import SCOPES, Mode, Scope, SteeringSetting, check_max_tokens, check_repetition_penalty, check_strength
 
 DEFAULT_STRENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 DEFAULT_WIDTH = 3

@@ -9,9 +9,9 @@ candidate has the highest measured harmful refusal among those within the limits
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +22,8 @@ from ..errors import InvalidSettingError
 from ..evaluation.judges import degeneration
 from ..evaluation.metrics import Rate, rate
 from ..evaluation.runner import Judge, judge_name, keyword_judge
-from ..method.steering import SteeringVector
-from ..settings import Mode
+from ..method.vector import SteeringVector, with_recorded_setting
+from ..settings import GateSetting, Mode, SteeringSetting
 from .grid import Candidate
 from .scoring import PLAIN, CandidateScorer, gated
 
@@ -284,19 +284,19 @@ def calibrated_vector(vector: SteeringVector, report: CalibrationReport) -> Stee
     chosen = report.chosen.candidate
     fallback = next((r.candidate for r in report.shortlist if r.candidate.mode.uses_steering), None)
     steering = chosen if chosen.mode.uses_steering else fallback
-    setting: dict[str, Any] = {"mode": chosen.mode.value, "gate_recall": chosen.gate_recall}
-    extra = dict(vector.extra)
-    if steering is not None:
-        setting |= {"layers": list(steering.layers), "strength": steering.strength, "scope": steering.scope,
-                    "max_tokens": steering.max_tokens, "repetition_penalty": steering.repetition_penalty}
-    if chosen.mode.gated:  # the gated λ goes to the gate; ungated modes keep the best ungated λ found
-        extra["gate"] = json.dumps({"strength": chosen.strength, "below": "plain", "soft_width": None})
-        setting["strength"] = _ungated_strength(report, chosen)
+    with warnings.catch_warnings():  # a λ past the readable mark was measured here: its degenerate rate is known
+        warnings.simplefilter("ignore", UserWarning)
+        setting = None
+        if steering is not None:  # a guarded pick's λ goes to the gate; the setting keeps the best ungated λ
+            strength = _ungated_strength(report, chosen) if chosen.mode.gated else steering.strength
+            setting = SteeringSetting(layers=steering.layers, strength=strength, scope=steering.scope,
+                                      max_tokens=steering.max_tokens, repetition_penalty=steering.repetition_penalty)
+        gate = GateSetting(strength=chosen.strength) if chosen.mode.gated else None
     summary = {"chosen": report.chosen.as_dict(), "plain": report.plain.as_dict(),
                "limits": dataclasses.asdict(report.limits), "counts": report.counts,
                "max_new_tokens": report.max_new_tokens}
-    extra |= {"setting": json.dumps(setting), "calibration": json.dumps(summary)}
-    return dataclasses.replace(with_gate_offset(vector, report.chosen.gate_offset), extra=extra)
+    return with_recorded_setting(with_gate_offset(vector, report.chosen.gate_offset), setting, mode=chosen.mode,
+                                 gate=gate, notes={"gate_recall": chosen.gate_recall}, calibration=summary)
 
 
 def _ungated_strength(report: CalibrationReport, chosen: Candidate) -> float:

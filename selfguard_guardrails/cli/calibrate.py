@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidSettingError
-from .eval import _judge, _where
+from ..settings import PROBE_METHODS
+from .engine_setup import load_engine
+from .judging import build_judge, parse_where
+from .options import GATE_FLAGS, STEERING_FLAGS, finite_float, given_flags, int_at_least, parse_layers
 
 
 def _comma_list(what: str, example: str, convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
@@ -37,8 +40,6 @@ _gate_levels = _comma_list("gate levels (own, or shares of harmful prompts to fl
 
 
 def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> None:
-    from . import _finite_float, _int_at_least, parse_layers
-
     parser = commands.add_parser(
         "calibrate", parents=[common], help="choose layers, λ and mode for a model; write a vector + setting file",
         description="Score every (mode, layer window, λ) on calibration prompts by the teacher-forced "
@@ -52,7 +53,7 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
     data.add_argument("--column", metavar="NAME", help="read prompts from this column instead of detecting")
     data.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                       help="keep harmful rows whose column equals the value, e.g. FunctionalCategory=standard")
-    data.add_argument("--limit", type=_int_at_least("--limit", 1), metavar="N", help="first N prompts of each file")
+    data.add_argument("--limit", type=int_at_least("--limit", 1), metavar="N", help="first N prompts of each file")
     grid = parser.add_argument_group("grid")
     grid.add_argument("--modes", default="prompt,steer,self-guard,guarded",
                       help="which halves of Self-Guard to try, ungated or gated by the awareness probe (guarded; "
@@ -60,7 +61,7 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
     grid.add_argument("--window", action="append", type=parse_layers, metavar="LIST",
                       help="a layer window to try, e.g. 18-20 (repeatable; default: about 10 windows of --width "
                            "layers between 20%% and 80%% depth)")
-    grid.add_argument("--width", type=_int_at_least("--width", 1), default=3, metavar="N",
+    grid.add_argument("--width", type=int_at_least("--width", 1), default=3, metavar="N",
                       help="layers per default window (default 3)")
     grid.add_argument("--strengths", type=_strengths, default=None, metavar="LIST",
                       help="λ values to try (default 0.25,0.5,0.75,1,1.5,2)")
@@ -79,21 +80,21 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
                       help="refit (default): fit the awareness probe again on the packaged labelled prompts plus "
                            "these harmful and benign ones, so the gate has seen prompts like those it will judge; "
                            "keep: use the vector's probe as it is")
-    grid.add_argument("--probe-method", choices=("logistic", "mean_difference"), default="logistic",
+    grid.add_argument("--probe-method", choices=PROBE_METHODS, default="logistic",
                       help="how a refitted probe is fitted (default logistic)")
-    grid.add_argument("--gate-false-positive", type=_finite_float("--gate-false-positive", minimum=0), default=0.05,
+    grid.add_argument("--gate-false-positive", type=finite_float("--gate-false-positive", minimum=0), default=0.05,
                       metavar="RATE", help="a refitted probe's own threshold flags at most this share of the benign "
                                            "prompts it is fitted on, out of fold (default 0.05)")
     search = parser.add_argument_group("search")
-    search.add_argument("--shortlist", type=_int_at_least("--shortlist", 1), default=4, metavar="N",
+    search.add_argument("--shortlist", type=int_at_least("--shortlist", 1), default=4, metavar="N",
                         help="steered settings to generate for after scoring (default 4)")
-    search.add_argument("--max-new-tokens", type=_int_at_least("--max-new-tokens", 1), default=48, metavar="N")
-    search.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=8, metavar="N")
-    search.add_argument("--max-over-refusal", type=_finite_float("--max-over-refusal", minimum=0), default=0.05,
+    search.add_argument("--max-new-tokens", type=int_at_least("--max-new-tokens", 1), default=48, metavar="N")
+    search.add_argument("--batch-size", type=int_at_least("--batch-size", 1), default=8, metavar="N")
+    search.add_argument("--max-over-refusal", type=finite_float("--max-over-refusal", minimum=0), default=0.05,
                         help="benign refusal allowed above plain (default 0.05)")
-    search.add_argument("--max-degeneration", type=_finite_float("--max-degeneration", minimum=0), default=0.08,
+    search.add_argument("--max-degeneration", type=finite_float("--max-degeneration", minimum=0), default=0.08,
                         help="share of degenerate answers allowed (default 0.08)")
-    search.add_argument("--max-kl", type=_finite_float("--max-kl", minimum=0), default=1.0,
+    search.add_argument("--max-kl", type=finite_float("--max-kl", minimum=0), default=1.0,
                         help="benign KL from plain allowed, in nats (default 1)")
     search.add_argument("--judge", default="keyword", metavar="SPEC",
                         help="refusal judge: keyword (default) or llm:MODULE:ATTR (see eval)")
@@ -110,7 +111,7 @@ def _prompt_sets(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
     records = calibration_records()
     packaged = {label: [r["prompt"] for r in records if r["label"] == label] for label in ("harmful", "benign")}
-    where = _where(args.where)
+    where = parse_where(args.where)
     harmful = ([i.prompt for i in read_eval_file(args.harmful, column=args.column, where=where, limit=args.limit)]
                if args.harmful else packaged["harmful"][: args.limit])
     benign = ([i.prompt for i in read_eval_file(args.benign, column=args.column, limit=args.limit)]
@@ -122,7 +123,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..calibration.grid import DEFAULT_STRENGTHS, build_grid, default_windows, searched_modes
     from ..calibration.report import write_report
     from ..calibration.search import CalibrationLimits, Calibrator, calibrated_vector
-    from . import GATE_FLAGS, STEERING_FLAGS, given_flags, load_engine
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     modes = searched_modes([m.strip() for m in args.modes.split(",") if m.strip()], scopes)
@@ -131,7 +131,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if output.is_dir():
         raise InvalidSettingError(f"--output {output} is a directory: give a file path such as vector.safetensors.")
     harmful, benign = _prompt_sets(args)
-    judge = _judge(args.judge)
+    judge = build_judge(args.judge)
     searched = given_flags(args, {**STEERING_FLAGS, **GATE_FLAGS})
     if searched:
         raise InvalidSettingError(f"calibrate searches the steering and gate settings, so {', '.join(searched)} would "

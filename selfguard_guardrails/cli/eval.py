@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import InvalidSettingError
 from ..settings import Mode
-
-if TYPE_CHECKING:
-    from ..evaluation.runner import Judge
+from .engine_setup import load_engine
+from .judging import build_judge, parse_where
+from .options import refuse_unused_options
 
 
 def add_eval_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -38,44 +38,19 @@ def add_eval_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=cmd_eval)
 
 
-def _where(pairs: list[str]) -> dict[str, str]:
-    result = {}
-    for pair in pairs:
-        column, sep, value = pair.partition("=")
-        if not sep or not column:
-            raise InvalidSettingError(f"--where {pair!r} is not COLUMN=VALUE, e.g. FunctionalCategory=standard.")
-        result[column] = value
-    return result
-
-
-def _judge(spec: str) -> Judge:
-    """The judge named on the command line, built (and so checked) before any model loads."""
-    from ..evaluation.runner import keyword_judge
-
-    if spec == "keyword":
-        return keyword_judge
-    kind, _, target = spec.partition(":")
-    if kind != "llm" or not target:
-        raise InvalidSettingError(f"--judge {spec!r} is unknown: use keyword or llm:MODULE:ATTR.")
-    from ..evaluation.llm_judge import LLMRefusalJudge, load_chat_model
-
-    return LLMRefusalJudge(load_chat_model(target))
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluation.datasets import read_eval_file
     from ..evaluation.runner import EvalRun
-    from . import load_engine, refuse_unused_options
 
     modes = [Mode.parse(m.strip()).value for m in args.modes.split(",") if m.strip()]
     files = {"harmful": args.harmful, "benign": args.benign, "utility": args.utility}
     if not any(files.values()):
         raise InvalidSettingError("Give at least one prompt file: --harmful, --benign or --utility.")
-    where = _where(args.where)
+    where = parse_where(args.where)
     sets = {name: read_eval_file(path, column=args.column if name != "utility" else None,
                                  where=where if name == "harmful" else None, limit=args.limit)
             for name, path in files.items() if path}
-    judge = _judge(args.judge)
+    judge = build_judge(args.judge)
     refuse_unused_options(args, modes)
     engine = load_engine(args)
     run = EvalRun(engine, args.out, modes, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,

@@ -1,8 +1,11 @@
 """The Self-Guard engine: one local model, safety prompting plus activation steering, typed results.
 
-Every adapter (CLI, LangChain, LlamaIndex) shares this class. Calls are serialised by a lock,
-because steering hooks are global to the model; a stream holds the lock only while it is
-being iterated, and releases it (and the hooks) as soon as the caller stops.
+Every adapter (CLI, LangChain, LlamaIndex) shares this class. It is a facade: it resolves the
+vector and settings (the method), routes each prompt through the awareness gate (`gate.py`),
+asks the model runtime to decode with the steering the route needs (`decode_loops.py`), and
+hands each result to the leak guard and the audit log (`audit_records.py`). Calls are
+serialised by the runtime's lock, because steering is global to the model; a stream holds the
+lock only while it is being iterated, and releases it as soon as the caller stops.
 """
 
 from __future__ import annotations
@@ -11,75 +14,65 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from ..audit import AuditLog, AuditSink, FailureMode, audit_log, record_for
+from ..audit import AuditSink, FailureMode, audit_log
 from ..errors import InvalidMessagesError, InvalidSettingError, PromptTooLongError
 from ..leakage.guard import LeakGuard
 from ..leakage.policy import LeakPolicy
 from ..leakage.streaming import StreamGuard
-from ..method.awareness import probe_texts
-from ..method.extraction import extract_steering_vector, last_token_activations
-from ..method.probe import AwarenessProbe
-from ..method.prompting import (
-    NEUTRAL_BASELINE,
-    ChatRenderer,
-    Messages,
-    SafetyPrompt,
-    apply_safety_prompt,
-    baseline_name,
-    normalize_messages,
-)
+from ..method.extraction import extract_steering_vector
+from ..method.probe_fitting import probe_texts
+from ..method.prompting import NEUTRAL_BASELINE, SafetyPrompt, apply_safety_prompt, baseline_name
 from ..method.resolve import (
     calibration_vector,
     model_shape,
-    recorded_mode,
     resolve_gate,
     resolve_setting,
     resolve_vector,
 )
-from ..method.steering import SteeringVector, steer
-from ..results import FinishReason, GenerationResult, SteeringApplied, StreamPiece, Timings, Usage
-from ..runtime.decoding import DecodeClock, DecodeOptions, Decoder
-from ..runtime.layers import decoder_layers, validate_layers
+from ..method.steering import steering_spec
+from ..method.vector import SteeringVector, recorded_mode
+from ..results import GenerationResult, SteeringApplied, StreamPiece
+from ..runtime.chat import ChatRenderer, Messages, normalize_messages
+from ..runtime.decoding import DecodeOptions
+from ..runtime.layers import validate_layers
 from ..runtime.loading import LoadedModel, load_model
-from ..runtime.locking import hold_model
-from ..runtime.reasoning import Channel, ReasoningSplit, ReasoningSplitter, clean_special_tokens, prompt_opens_think
-from ..runtime.scoring import sequence_logprobs
+from ..runtime.protocol import ModelRuntime, Steering
+from ..runtime.reasoning import Channel, prompt_opens_think
+from ..runtime.transformers_runtime import TransformersRuntime
 from ..settings import DEFAULT_MAX_NEW_TOKENS, GateSetting, Mode, SteeringSetting
-from ..tooling.formats import checked_tools
+from ..tooling.definitions import checked_tools
+from .audit_records import AuditFanOut, per_row_audit
+from .decode_loops import Prepared, TokenLoops, pieces_of
+from .gate import ProbeScoreCache, Route, gated_setting, group_steering, routes
 from .options import accepted_options, check_options, explains_unknown_options
 
 if TYPE_CHECKING:
     from ..leakage.scanner import LeakContext
 
 
-@dataclass
-class _Prepared:
-    """A padded batch of rendered prompts, ready to decode."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    prompt_lengths: torch.Tensor
-    opens_think: list[bool]
-
-
-_SCORES_KEPT = 256  # probe scores remembered per engine (a few kB)
-
-
 @dataclass(frozen=True)
-class _Route:
-    """How one prompt runs: its effective mode and, where the gate fired, its λ."""
+class _Call:
+    """One call's decode options and what it adds to the prompt text: tools (rendered into every
+    re-render of the call: a gated sub-batch, a regeneration) and the answer's first characters."""
 
-    mode: Mode
-    strength: float | None = None
+    options: DecodeOptions
+    tools: tuple[Mapping[str, Any], ...] = ()
+    prefix: str = ""
+
+
+def _call(max_new_tokens: int, min_new_tokens: int, temperature: float, top_p: float, stop: Sequence[str] | None,
+          seed: int | None, repetition_penalty: float | None, tools: Sequence[Mapping[str, Any]] | None,
+          prefix: str) -> _Call:
+    options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
+                            repetition_penalty)
+    return _Call(options, checked_tools(tools), prefix)
 
 
 def _drain(pieces: Generator[StreamPiece, None, GenerationResult]) -> GenerationResult:
@@ -89,28 +82,6 @@ def _drain(pieces: Generator[StreamPiece, None, GenerationResult]) -> Generation
             next(pieces)
         except StopIteration as done:
             return done.value
-
-
-def _per_row(sinks: Sequence[Any], fields: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
-             rows: int) -> tuple[list[list[AuditSink]], list[Mapping[str, Any]]]:
-    """Audit sinks and fields for each prompt: given once for all, or as one entry per prompt."""
-    per_row_sinks = bool(sinks) and all(isinstance(s, (list, tuple)) for s in sinks)
-    per_row_fields = fields is not None and not isinstance(fields, Mapping)
-    for given, name in ((per_row_sinks and sinks, "audit_sinks"), (per_row_fields and fields, "audit_fields")):
-        if given and len(given) != rows:
-            raise InvalidSettingError(f"{name} has {len(given)} entries for {rows} prompts: give one per prompt, "
-                                      "or a single value for all.")
-    row_sinks = [list(s) for s in sinks] if per_row_sinks else [list(sinks)] * rows
-    if fields is None or isinstance(fields, Mapping):  # not per_row_fields
-        row_fields: list[Mapping[str, Any]] = [dict(fields or {})] * rows
-    else:
-        row_fields = list(fields)
-    return row_sinks, row_fields
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    hits = [text.find(s) for s in stop if s in text]
-    return (text[: min(hits)], True) if hits else (text, False)
 
 
 class SelfGuard:
@@ -156,21 +127,15 @@ class SelfGuard:
                 f"thinking={thinking} needs a chat template with a thinking switch (enable_thinking, as Qwen3's has); "
                 f"the template of {loaded.name} has none, so it would change nothing. Drop it, or ask a model "
                 "without native thinking to reason in tags with think_in_tags=True.")
-        tokenizer = loaded.tokenizer
-        eos = getattr(loaded.model.generation_config, "eos_token_id", None) if hasattr(
-            loaded.model, "generation_config") else None
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if tokenizer.eos_token_id is not None:
-            eos_ids.add(tokenizer.eos_token_id)
-        self._decoder = Decoder(loaded.model, sorted(eos_ids), tokenizer.pad_token_id)
+        self.runtime: ModelRuntime = TransformersRuntime(loaded)
+        self._loops = TokenLoops(self.runtime)
+        self._audit = AuditFanOut(self.audit, audit_failure, loaded.fingerprint)
         self._vector_lock = threading.Lock()
         self._vector_source = vector
         self._vector: SteeringVector | None = None
         self._explicit_setting = setting
         self._setting: SteeringSetting | None = None
-        # probe scores of recently gated prompt texts: the pieces of one guided tool call, or a
-        # retried question, are gated once (reset whenever the probe changes)
-        self._scores_of: tuple[AwarenessProbe | None, OrderedDict[str, float]] = (None, OrderedDict())
+        self._probe_scores = ProbeScoreCache()
 
     @classmethod
     def from_pretrained(
@@ -277,11 +242,10 @@ class SelfGuard:
 
     @property
     def num_layers(self) -> int:
-        return len(decoder_layers(self.loaded.model))
+        return self.runtime.num_layers
 
     def info(self) -> dict[str, Any]:
         """What is loaded and how it will be steered, for `selfguard info` and logs."""
-        config = self.loaded.model.config
         vector = self.vector
         setting = self.setting
         return {
@@ -290,7 +254,7 @@ class SelfGuard:
             "fingerprint": self.loaded.fingerprint,
             "architecture": type(self.loaded.model).__name__,
             "layers": self.num_layers,
-            "hidden_size": int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0)),
+            "hidden_size": self.runtime.hidden_size,
             "context_window": self.loaded.context_window,
             "default_mode": self.default_mode.value,
             "vector": {"method": vector.method, "baseline": baseline_name(vector.baseline_hash),
@@ -319,7 +283,7 @@ class SelfGuard:
         prompt shows only where the gate fires."""
         resolved = Mode.parse(mode or self.default_mode)
         if resolved.gated:
-            with hold_model(self.loaded.model):
+            with self.runtime.hold():
                 resolved = self._routes(resolved, self._awareness_scores([messages], resolved), 1)[0].mode
         return self.render_applied(messages, resolved, tools)
 
@@ -332,22 +296,20 @@ class SelfGuard:
         conversation = apply_safety_prompt(normalize_messages(messages), safety, think_in_tags=self.think_in_tags)
         return self._renderer.render(conversation, thinking=self.thinking, tools=tools)
 
-    def _prepare(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions) -> _Prepared:
+    def _prepare(self, conversations: Sequence[Messages], mode: Mode, call: _Call) -> Prepared:
         """Render, tokenize and pad; a prompt that would overflow the context window is refused."""
-        max_new_tokens = options.max_new_tokens
-        texts = [self.render_applied(messages, mode, options.tools) + options.prefix for messages in conversations]
-        encoded = self.loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        lengths = encoded["attention_mask"].sum(dim=-1)
-        window = self.loaded.context_window
-        longest = int(lengths.max())
+        max_new_tokens = call.options.max_new_tokens
+        texts = [self.render_applied(messages, mode, call.tools) + call.prefix for messages in conversations]
+        batch = self.runtime.encode(texts)
+        window = self.runtime.context_window
+        longest = int(batch.prompt_lengths.max())
         if longest + max_new_tokens > window:
             raise PromptTooLongError(
                 f"The prompt has {longest} tokens and max_new_tokens is {max_new_tokens}: {longest + max_new_tokens} "
-                f"tokens do not fit the context window of {window} tokens of {self.loaded.name}. Shorten the prompt "
-                "or lower max_new_tokens."
+                f"tokens do not fit the context window of {window} tokens of {self.runtime.name}. Shorten the "
+                "prompt or lower max_new_tokens."
             )
-        return _Prepared(encoded["input_ids"], encoded["attention_mask"], lengths,
-                         [prompt_opens_think(text) for text in texts])
+        return Prepared(batch, [prompt_opens_think(text) for text in texts])
 
     def _options_for(self, mode: Mode, options: DecodeOptions) -> DecodeOptions:
         """Fill in the repetition penalty the caller left to the engine: the setting's for
@@ -357,67 +319,23 @@ class SelfGuard:
         penalty = self.setting.repetition_penalty if mode.uses_steering else 1.0
         return replace(options, repetition_penalty=penalty)
 
-    @contextmanager
-    def _session(self, mode: Mode, prepared: _Prepared, options: DecodeOptions,
-                 setting: SteeringSetting | None = None,
-                 strengths: Sequence[float] | None = None) -> Iterator[list[SteeringApplied | None]]:
-        """The steering hooks, for steered modes, for one decode (the caller holds the model);
-        what was applied to each row (`strengths`: one λ per row, the soft gate's)."""
-        rows = len(prepared.prompt_lengths)
-        with ExitStack() as stack:
-            if not mode.uses_steering:
-                yield [None] * rows
-                return
-            vector, setting = self.vector, setting or self.setting
-            vector.check_fits(num_layers=self.num_layers, hidden_size=vector.hidden_size,
-                              fingerprint=self.loaded.fingerprint)
-            per_row = list(strengths) if strengths is not None else [setting.strength] * rows
-            assert options.repetition_penalty is not None  # every caller fills it in with _options_for
-            stack.enter_context(steer(self.loaded.model, vector,
-                                      strength=setting.strength if strengths is None else per_row,
-                                      layers=setting.layers, scope=setting.scope,
-                                      prompt_lengths=prepared.prompt_lengths, max_tokens=setting.max_tokens,
-                                      allow_negative_strength=setting.allow_negative_strength))
-            yield [SteeringApplied(layers=list(setting.layers), strength=strength, scope=setting.scope,
-                                   method=vector.method, vector_fingerprint=vector.model_fingerprint,
-                                   max_tokens=setting.max_tokens, repetition_penalty=options.repetition_penalty)
-                   for strength in per_row]
-
-    # -- turning tokens into results ------------------------------------------------------
-    def _visible_text(self, ids: Sequence[int]) -> str:
-        text = cast(str, self.loaded.tokenizer.decode(list(ids), skip_special_tokens=False))  # one sequence: str
-        return clean_special_tokens(text, self.loaded.tokenizer)
-
-    def _split(self, ids: list[int], opens_think: bool, stop: Sequence[str]) -> ReasoningSplit:
-        split = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=opens_think).split(ids)
-        if not stop:
-            return split
-        answer, _ = _cut_at_stop(split.answer, stop)
-        reasoning = split.reasoning
-        if split.reasoning_truncated:
-            reasoning, _ = _cut_at_stop(reasoning, stop)
-        return ReasoningSplit(reasoning=reasoning, answer=answer, reasoning_truncated=split.reasoning_truncated,
-                              reasoning_tokens=split.reasoning_tokens)
-
-    def _result(self, ids: list[int], finish: FinishReason, mode: Mode, prepared: _Prepared, row: int,
-                options: DecodeOptions, applied: SteeringApplied | None, clock: DecodeClock) -> GenerationResult:
-        split = self._split(ids, prepared.opens_think[row], options.stop)
-        return GenerationResult(
-            answer=options.prefix + split.answer if not split.reasoning_truncated else split.answer,
-            reasoning=split.reasoning, reasoning_truncated=split.reasoning_truncated,
-            mode=mode.value, finish_reason=finish,
-            usage=Usage(input_tokens=int(prepared.prompt_lengths[row]), output_tokens=len(ids),
-                        reasoning_tokens=split.reasoning_tokens),
-            steering=applied, safety_prompt_applied=mode.uses_prompt,
-            timings=Timings(prefill_seconds=clock.prefill_seconds, decode_seconds=clock.decode_seconds,
-                            total_seconds=time.perf_counter() - clock.started),
-            model=self.loaded.name,
-        )
-
-    def _stop_hit(self, ids: list[int], stop: Sequence[str]) -> bool:
-        longest = max(len(s) for s in stop)
-        tail = self._visible_text(ids[-(2 * longest + 8):])
-        return any(s in tail for s in stop)
+    def _steering(self, mode: Mode, rows: int, options: DecodeOptions, setting: SteeringSetting | None = None,
+                  strengths: Sequence[float] | None = None) -> tuple[Steering | None, list[SteeringApplied | None]]:
+        """What the runtime adds for one decode of `rows` rows in `mode` (None for unsteered modes),
+        and what was applied to each row (`strengths`: one λ per row, the soft gate's)."""
+        if not mode.uses_steering:
+            return None, [None] * rows
+        vector, setting = self.vector, setting or self.setting
+        per_row = list(strengths) if strengths is not None else [setting.strength] * rows
+        steering = steering_spec(vector, strengths=per_row, layers=setting.layers, scope=setting.scope,
+                                 max_tokens=setting.max_tokens, num_layers=self.num_layers,
+                                 hidden_size=self.runtime.hidden_size, fingerprint=self.runtime.fingerprint,
+                                 allow_negative_strength=setting.allow_negative_strength)
+        assert options.repetition_penalty is not None  # every caller fills it in with _options_for
+        return steering, [SteeringApplied(layers=list(setting.layers), strength=strength, scope=setting.scope,
+                                          method=vector.method, vector_fingerprint=vector.model_fingerprint,
+                                          max_tokens=setting.max_tokens,
+                                          repetition_penalty=options.repetition_penalty) for strength in per_row]
 
     # -- public generation API ------------------------------------------------------------
     @explains_unknown_options
@@ -460,35 +378,35 @@ class SelfGuard:
             raise InvalidMessagesError("batch() needs a non-empty list of prompts or conversations; "
                                        "use generate() for a single prompt.")
         resolved = Mode.parse(mode or self.default_mode)
-        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
-                                repetition_penalty, checked_tools(tools), prefix)
-        checked = self._prepare(conversations, resolved, options)  # validate everything before any work
-        row_sinks, row_fields = _per_row(audit_sinks, audit_fields, len(conversations))
+        call = _call(max_new_tokens, min_new_tokens, temperature, top_p, stop, seed, repetition_penalty, tools,
+                     prefix)
+        checked = self._prepare(conversations, resolved, call)  # validate everything before any work
+        row_sinks, row_fields = per_row_audit(audit_sinks, audit_fields, len(conversations))
         contexts = (None if self.leaks is None or partial else
                     [self.leaks.context_for(c, private_context, canaries) for c in conversations])
-        with hold_model(self.loaded.model):
+        with self.runtime.hold():
             scores = self._awareness_scores(conversations, resolved)
-            routes = self._routes(resolved, scores, len(conversations))
+            row_routes = self._routes(resolved, scores, len(conversations))
             groups: dict[Mode, list[int]] = {}
-            for row, route in enumerate(routes):
+            for row, route in enumerate(row_routes):
                 groups.setdefault(route.mode, []).append(row)
             slots: list[GenerationResult | None] = [None] * len(conversations)
             for effective, rows in groups.items():
                 subset = [conversations[r] for r in rows]
                 same_text = effective.uses_prompt == resolved.uses_prompt and len(rows) == len(conversations)
-                decoded = self._decode_batch(subset, effective, options, checked if same_text else None,
-                                             *self._group_steering([routes[r] for r in rows]))
+                decoded = self._decode_batch(subset, effective, call, checked if same_text else None,
+                                             *self._group_steering([row_routes[r] for r in rows]))
                 for row, result in zip(rows, decoded, strict=True):
                     slots[row] = result.model_copy(update={
                         "mode": resolved.value, "awareness": None if scores is None else scores[row]})
             results = [result for result in slots if result is not None]
             assert len(results) == len(conversations)  # every row is in one group
             if self.leaks is not None and contexts is not None:
-                results = [self.leaks.check(result, context, self._regenerator(messages, resolved, options))
+                results = [self.leaks.check(result, context, self._regenerator(messages, resolved, call))
                            for result, context, messages in zip(results, contexts, conversations, strict=True)]
         if partial:
             return results
-        self._write_audit(conversations, results, started, row_sinks, row_fields)
+        self._audit.write(conversations, results, started, row_sinks, row_fields)
         if self.leaks is not None:
             for result in results:
                 self.leaks.raise_if_blocked(result)
@@ -504,64 +422,30 @@ class SelfGuard:
         started = time.perf_counter() if started is None else started
         if self.leaks is not None:
             result = self.leaks.check(result, self.leaks.context_for(messages, private_context, canaries))
-        self._write_audit([messages], [result], started, [list(audit_sinks)], [dict(audit_fields or {})])
+        self._audit.write([messages], [result], started, [list(audit_sinks)], [dict(audit_fields or {})])
         if self.leaks is not None:
             self.leaks.raise_if_blocked(result)
         return result
 
-    def _regenerator(self, messages: Messages, requested: Mode, options: DecodeOptions,
-                     ) -> Callable[[int], GenerationResult]:
+    def _regenerator(self, messages: Messages, requested: Mode, call: _Call) -> Callable[[int], GenerationResult]:
         """Tries for the `regenerate` policy: Self-Guard (both halves, whatever the gate said) with
         λ raised by the policy's step for each try, from the gated λ in `guarded` mode."""
         def regenerate(attempt: int) -> GenerationResult:
-            base = self._gated_setting() if requested.gated else self.setting
+            base = gated_setting(self.setting, self.gate) if requested.gated else self.setting
             step = self.leaks.policy.strength_step if self.leaks is not None else 0.0
             setting = replace(base, strength=base.strength + step * (attempt - 1), source="leak policy")
-            result = self._decode_batch([messages], Mode.SELF_GUARD, options, setting=setting)[0]
+            result = self._decode_batch([messages], Mode.SELF_GUARD, call, setting=setting)[0]
             return result.model_copy(update={"mode": requested.value})
 
         return regenerate
 
-    def _write_audit(self, conversations: Sequence[Messages], results: Sequence[GenerationResult],
-                     started: float, row_sinks: Sequence[Sequence[AuditSink]],
-                     row_fields: Sequence[Mapping[str, Any]]) -> None:
-        """One record per generation and sink; the latency is the whole call's (a batch shares it)."""
-        if self.audit is None and not any(row_sinks):
-            return
-        latency = time.perf_counter() - started
-        for messages, result, sinks, fields in zip(conversations, results, row_sinks, row_fields, strict=True):
-            record = record_for(result, normalize_messages(messages), latency_seconds=latency,
-                                model_fingerprint=self.loaded.fingerprint, fields=fields)
-            extra = AuditLog(list(sinks), on_failure=self.audit_failure) if sinks else None
-            for log in (self.audit, extra):
-                if log is not None:
-                    log.write(record)
-
-    def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, options: DecodeOptions,
-                      prepared: _Prepared | None = None, setting: SteeringSetting | None = None,
+    def _decode_batch(self, conversations: Sequence[Messages], mode: Mode, call: _Call,
+                      prepared: Prepared | None = None, setting: SteeringSetting | None = None,
                       strengths: Sequence[float] | None = None) -> list[GenerationResult]:
-        prepared = prepared or self._prepare(conversations, mode, options)
-        rows = len(conversations)
-        generated: list[list[int]] = [[] for _ in range(rows)]
-        finish: list[FinishReason] = ["length"] * rows
-        finished = torch.zeros(rows, dtype=torch.bool)
-        clock = DecodeClock()
-        eos_ids = set(self._decoder.eos_ids.tolist())
-        options = self._options_for(mode, options)
-        with self._session(mode, prepared, options, setting, strengths) as applied:
-            for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
-                for row, token in enumerate(tokens.tolist()):
-                    if finish[row] != "length":
-                        continue
-                    if token in eos_ids:
-                        finish[row] = "eos"
-                        continue
-                    generated[row].append(token)
-                    if options.stop and self._stop_hit(generated[row], options.stop):
-                        finish[row] = "stop"
-                        finished[row] = True
-        return [self._result(generated[r], finish[r], mode, prepared, r, options, applied[r], clock)
-                for r in range(rows)]
+        prepared = prepared or self._prepare(conversations, mode, call)
+        options = self._options_for(mode, call.options)
+        steering, applied = self._steering(mode, len(conversations), options, setting, strengths)
+        return self._loops.run_batch(prepared, mode, options, call.prefix, steering, applied)
 
     def score_texts(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Log-probability of each target text after its context text (raw text, no chat template,
@@ -569,15 +453,15 @@ class SelfGuard:
         description makes the user's question most likely (`tools.choose_tool`)."""
         if isinstance(pairs, str) or not pairs or not all(context and target for context, target in pairs):
             raise InvalidSettingError("score_texts() needs (context, target) pairs of non-empty strings.")
-        tokenizer = self.loaded.tokenizer
+        tokenizer = self.runtime.tokenizer
         rows = [(tokenizer(context, add_special_tokens=False)["input_ids"],
                  tokenizer(target, add_special_tokens=False)["input_ids"]) for context, target in pairs]
         longest = max(len(c) + len(t) for c, t in rows)
-        if longest > self.loaded.context_window:
+        if longest > self.runtime.context_window:
             raise PromptTooLongError(f"A text to score has {longest} tokens; the context window of "
-                                     f"{self.loaded.name} is {self.loaded.context_window}. Shorten it.")
-        with hold_model(self.loaded.model):
-            return sequence_logprobs(self.loaded.model, rows)
+                                     f"{self.runtime.name} is {self.runtime.context_window}. Shorten it.")
+        with self.runtime.hold():
+            return self.runtime.continuation_logprobs(rows)
 
     def score_continuations(self, messages: Messages, continuations: Sequence[str], *,
                             mode: Mode | str | None = None, tools: Sequence[Mapping[str, Any]] | None = None,
@@ -588,24 +472,24 @@ class SelfGuard:
         if isinstance(continuations, str) or not continuations or not all(continuations):
             raise InvalidSettingError("score_continuations() needs a list of non-empty strings.")
         resolved = Mode.parse(mode or self.default_mode)
-        options = DecodeOptions(1, tools=checked_tools(tools), prefix=prefix)
-        prepared = self._prepare([messages], resolved, options)  # refuse bad input and over-long prompts first
-        encoded = [self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
-        with hold_model(self.loaded.model):
+        call = _Call(DecodeOptions(1), checked_tools(tools), prefix)
+        prepared = self._prepare([messages], resolved, call)  # refuse bad input and over-long prompts first
+        encoded = [self.runtime.tokenizer(text, add_special_tokens=False)["input_ids"] for text in continuations]
+        with self.runtime.hold():
             scores = self._awareness_scores([messages], resolved)
             route = self._routes(resolved, scores, 1)[0]
             if route.mode.uses_prompt != resolved.uses_prompt:
-                prepared = self._prepare([messages], route.mode, options)
-            prompt = prepared.input_ids[0, -int(prepared.prompt_lengths[0]):].tolist()
-            prepared.prompt_lengths = torch.full((len(encoded),), len(prompt))
+                prepared = self._prepare([messages], route.mode, call)
+            prompt = prepared.batch.input_ids[0, -int(prepared.batch.prompt_lengths[0]):].tolist()
             setting, _ = self._group_steering([route])
-            with self._session(route.mode, prepared, self._options_for(route.mode, options), setting):
-                return sequence_logprobs(self.loaded.model, [(prompt, target) for target in encoded])
+            steering, _ = self._steering(route.mode, len(encoded), self._options_for(route.mode, call.options),
+                                         setting)
+            return self.runtime.continuation_logprobs([(prompt, target) for target in encoded], steering)
 
     # -- the awareness gate ----------------------------------------------------------------
     def awareness(self, conversations: Sequence[Messages]) -> list[float]:
         """Probe score per prompt minus the threshold: above 0, the model itself reads it as harmful."""
-        with hold_model(self.loaded.model):
+        with self.runtime.hold():
             return self._awareness_scores(conversations, Mode.GUARDED) or []
 
     def _awareness_scores(self, conversations: Sequence[Messages], mode: Mode) -> list[float] | None:
@@ -621,48 +505,23 @@ class SelfGuard:
                                       "guard.extract_vector() without prompts; on the command line, "
                                       "`selfguard extract -o VECTOR` without --prompts, then --vector VECTOR. Or use "
                                       "mode 'self-guard'.")
-        vector.check_fits(num_layers=self.num_layers, hidden_size=model_shape(self.loaded)[1],
-                          fingerprint=self.loaded.fingerprint)
+        vector.check_fits(num_layers=self.num_layers, hidden_size=self.runtime.hidden_size,
+                          fingerprint=self.runtime.fingerprint)
         threshold = self.gate.threshold_for(probe)
-        return [score - threshold for score in self._probe_scores(probe, probe_texts(self._renderer, conversations))]
+        texts = probe_texts(self._renderer, conversations)
+        return [score - threshold for score in self._probe_scores.scores_for(self.runtime, probe, texts)]
 
-    def _probe_scores(self, probe: AwarenessProbe, texts: list[str]) -> list[float]:
-        """Raw probe scores, reading only the texts not scored recently by this same probe."""
-        owner, known = self._scores_of
-        if owner is not probe:
-            known = OrderedDict()
-            self._scores_of = (probe, known)
-        missing = list(dict.fromkeys(t for t in texts if t not in known))
-        if missing:
-            states = last_token_activations(self.loaded.model, self.loaded.tokenizer, missing, progress=False,
-                                            up_to_layer=probe.layer)
-            known.update(zip(missing, (float(v) for v in probe.score(states[:, probe.layer])), strict=True))
-        for text in texts:
-            known.move_to_end(text)
-        while len(known) > _SCORES_KEPT:
-            known.popitem(last=False)
-        return [known[text] for text in texts]
-
-    def _routes(self, mode: Mode, scores: list[float] | None, rows: int) -> list[_Route]:
+    def _routes(self, mode: Mode, scores: list[float] | None, rows: int) -> list[Route]:
         """Per prompt, the mode it actually runs in; for a fired gate also its λ."""
         if not mode.gated or scores is None:
-            return [_Route(mode)] * rows
-        gate, setting = self.gate, self.setting
-        return [_Route(Mode.SELF_GUARD, gate.strength_for(setting, score)) if score >= 0
-                else _Route(Mode(gate.below)) for score in scores]
+            return [Route(mode)] * rows
+        return routes(mode, scores, rows, self.gate, self.setting)
 
-    def _gated_setting(self) -> SteeringSetting:
-        """The steering setting with the gate's (full) λ: what a fired gate applies."""
-        setting, gate = self.setting, self.gate
-        return replace(setting, strength=gate.strength_for(setting, math.inf), source=f"gate ({gate.source})",
-                       allow_negative_strength=setting.allow_negative_strength or gate.allow_negative_strength)
-
-    def _group_steering(self, routes: Sequence[_Route]) -> tuple[SteeringSetting | None, list[float] | None]:
+    def _group_steering(self, group: Sequence[Route]) -> tuple[SteeringSetting | None, list[float] | None]:
         """Setting and per-row λ for rows decoded together (a soft gate gives each its own λ)."""
-        if routes[0].strength is None:
+        if group[0].strength is None:
             return None, None
-        soft = self.gate.soft_width is not None
-        return self._gated_setting(), [r.strength for r in routes] if soft else None  # type: ignore[misc]
+        return group_steering(group, self.setting, self.gate)
 
     def generate(self, messages: Messages, **options: Any) -> GenerationResult:
         """Generate one answer. Options as `batch`: mode, max_new_tokens, min_new_tokens,
@@ -700,14 +559,14 @@ class SelfGuard:
         docs/leakage.md); one that regenerates holds the whole text until the last try.
         """
         resolved = Mode.parse(mode or self.default_mode)
-        options = DecodeOptions(max_new_tokens, min_new_tokens, temperature, top_p, tuple(stop or ()), seed,
-                                repetition_penalty, checked_tools(tools), prefix)
-        checked = self._prepare([messages], resolved, options)  # raise bad input now, not at first next()
+        call = _call(max_new_tokens, min_new_tokens, temperature, top_p, stop, seed, repetition_penalty, tools,
+                     prefix)
+        checked = self._prepare([messages], resolved, call)  # raise bad input now, not at first next()
         context = None if self.leaks is None else self.leaks.context_for(messages, private_context, canaries)
-        return self._stream(messages, resolved, options, checked, context, tuple(audit_sinks),
+        return self._stream(messages, resolved, call, checked, context, tuple(audit_sinks),
                             dict(audit_fields or {}))
 
-    def _stream(self, messages: Messages, requested: Mode, options: DecodeOptions, checked: _Prepared,
+    def _stream(self, messages: Messages, requested: Mode, call: _Call, checked: Prepared,
                 context: LeakContext | None, audit_sinks: Sequence[AuditSink] = (),
                 audit_fields: Mapping[str, Any] | None = None) -> Iterator[StreamPiece | GenerationResult]:
         started = time.perf_counter()
@@ -715,73 +574,27 @@ class SelfGuard:
         hold_all = policy is not None and bool(policy.kinds_with("regenerate"))
         guard = (StreamGuard(self.leaks.scanner, context, policy)  # type: ignore[union-attr, arg-type]
                  if policy is not None and policy.holds_back_streams and not hold_all else None)
-        with hold_model(self.loaded.model):
+        with self.runtime.hold():
             scores = self._awareness_scores([messages], requested)
             route = self._routes(requested, scores, 1)[0]
             mode = route.mode
             prepared = (checked if mode.uses_prompt == requested.uses_prompt
-                        else self._prepare([messages], mode, options))
-            pieces = self._stream_tokens(prepared, mode, options, guard, *self._group_steering([route]))
+                        else self._prepare([messages], mode, call))
+            options = self._options_for(mode, call.options)
+            steering, applied = self._steering(mode, 1, options, *self._group_steering([route]))
+            pieces = self._loops.run_stream(prepared, mode, options, call.prefix, steering, applied[0], guard)
             result = _drain(pieces) if hold_all else (yield from pieces)
             result = result.model_copy(update={"mode": requested.value,
                                                "awareness": None if scores is None else scores[0]})
             if self.leaks is not None:
                 result = self.leaks.check(result, context,  # type: ignore[arg-type]
-                                          self._regenerator(messages, requested, options))
+                                          self._regenerator(messages, requested, call))
         if hold_all:
-            yield from self._pieces([(Channel.REASONING, result.reasoning), (Channel.ANSWER, result.answer)])
+            yield from pieces_of([(Channel.REASONING, result.reasoning), (Channel.ANSWER, result.answer)])
         elif (result.leakage is not None and result.leakage.action == "block"
               and self.leaks is not None and self.leaks.policy.block_with == "refusal"):
             yield StreamPiece(channel=Channel.ANSWER, text=result.answer)  # what the reader is shown instead
-        self._write_audit([messages], [result], started, [audit_sinks], [audit_fields or {}])
+        self._audit.write([messages], [result], started, [audit_sinks], [audit_fields or {}])
         if self.leaks is not None:
             self.leaks.raise_if_blocked(result)
         yield result
-
-    def _stream_tokens(self, prepared: _Prepared, mode: Mode, options: DecodeOptions, guard: StreamGuard | None,
-                       setting: SteeringSetting | None = None, strengths: Sequence[float] | None = None,
-                       ) -> Generator[StreamPiece, None, GenerationResult]:
-        """Decode one prompt, yielding its pieces (through the leak guard, if any); returns the result."""
-        holdback = max((len(s) for s in options.stop), default=1) - 1
-        splitter = ReasoningSplitter(self.loaded.tokenizer, prompt_opens_think=prepared.opens_think[0]).stream()
-        ids: list[int] = []
-        finish: FinishReason = "length"
-        emitted, text = 0, ""
-        finished = torch.zeros(1, dtype=torch.bool)
-        clock = DecodeClock()
-        eos_ids = set(self._decoder.eos_ids.tolist())
-        options = self._options_for(mode, options)
-
-        def release(parts: list[tuple[Channel, str]]) -> list[tuple[Channel, str]]:
-            if guard is None:
-                return parts
-            return [out for channel, piece in parts for out in guard.feed(channel, piece)]
-
-        with self._session(mode, prepared, options, setting, strengths) as applied:
-            for tokens in self._decoder.steps(prepared.input_ids, prepared.attention_mask, options, finished, clock):
-                token = int(tokens[0])
-                if token in eos_ids:
-                    finish = "eos"
-                    break
-                ids.append(token)
-                text, hit = _cut_at_stop(self._visible_text(ids), options.stop)
-                if hit:
-                    finish = "stop"
-                    break
-                safe_end = len(text) - holdback
-                while safe_end > emitted and text[safe_end - 1] == "\ufffd":  # incomplete UTF-8 sequence
-                    safe_end -= 1
-                if safe_end > emitted:
-                    yield from self._pieces(release(splitter.feed(text[emitted:safe_end])))
-                    emitted = safe_end
-                if guard is not None and guard.blocked:
-                    break  # a blocked leak: nothing more will be shown, so stop generating
-            rest = release(splitter.feed(text[emitted:]) + splitter.finish())
-            yield from self._pieces(rest + (guard.finish() if guard is not None else []))
-        return self._result(ids, finish, mode, prepared, 0, options, applied[0], clock)
-
-    @staticmethod
-    def _pieces(pieces: list[tuple[Channel, str]]) -> Iterator[StreamPiece]:
-        for channel, text in pieces:
-            if text:
-                yield StreamPiece(channel=channel, text=text)

@@ -7,12 +7,11 @@ from typing import Any, Literal
 
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential, wait_none
 
-from ..audit import AuditAttempt
-from ..method.prompting import Messages, normalize_messages
 from ..results import GenerationResult
+from ..runtime.chat import Messages, normalize_messages
 from .findings import Finding
 from .policy import LeakBlockedError, LeakPolicy, PolicyAction
-from .report import LeakageReport, redact_text
+from .report import LeakageReport, LeakAttempt, redact_text
 from .scanner import LeakContext, LeakScanner
 
 # Regenerate: called with the try number (2, 3, ...), returns that try's result.
@@ -56,7 +55,7 @@ class LeakGuard:
         the caller (`raise_if_blocked`), after it has written the audit record."""
         findings = self.scanner.scan(result.reasoning, result.answer, context)
         action = self.policy.action_for(findings)
-        attempts = [AuditAttempt(attempt=1, strength=_strength(result), findings=len(findings), action=action)]
+        attempts = [LeakAttempt(attempt=1, strength=_strength(result), findings=len(findings), action=action)]
         if action == "regenerate" and regenerate is not None:
             result, findings, action = self._regenerate(result, findings, context, regenerate, attempts)
         elif action == "regenerate":
@@ -65,7 +64,7 @@ class LeakGuard:
         return self._apply(result, report)
 
     def _regenerate(self, result: GenerationResult, findings: list[Finding], context: LeakContext,
-                    regenerate: Regenerate, attempts: list[AuditAttempt],
+                    regenerate: Regenerate, attempts: list[LeakAttempt],
                     ) -> tuple[GenerationResult, list[Finding], PolicyAction | Literal["none"]]:
         """Up to `max_regenerations` more tries, waiting `backoff_seconds` x 2^n between them; still
         leaking after the last, the policy falls back to `block`."""
@@ -76,8 +75,8 @@ class LeakGuard:
             number = len(attempts) + 1
             retried = regenerate(number)
             found = self.scanner.scan(retried.reasoning, retried.answer, context)
-            attempts.append(AuditAttempt(attempt=number, strength=_strength(retried), findings=len(found),
-                                         action=self.policy.action_for(found)))
+            attempts.append(LeakAttempt(attempt=number, strength=_strength(retried), findings=len(found),
+                                        action=self.policy.action_for(found)))
             return retried, found
 
         wait = (wait_exponential(multiplier=self.policy.backoff_seconds) if self.policy.backoff_seconds > 0

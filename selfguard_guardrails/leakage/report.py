@@ -8,16 +8,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..audit import AuditAttempt
 from .findings import Finding, Where
+
+# What the policy did with a generation ("none": nothing found, or nothing to do).
+ReportAction = Literal["none", "log", "redact", "block", "regenerate"]
+
+
+class LeakAttempt(BaseModel):
+    """One try of a generation under the `regenerate` policy (the first try is attempt 1).
+
+    The audit log stores these as they are, so the field names are part of its record format.
+    """
+
+    attempt: int
+    strength: float | None = Field(description="λ the try was steered with (None: unsteered)")
+    findings: int
+    action: ReportAction
 
 
 class LeakageReport(BaseModel):
     """What the checks found in one generation and what the policy did about it."""
 
     findings: list[Finding] = Field(default_factory=list)
-    action: Literal["none", "log", "redact", "block", "regenerate"] = "none"
-    attempts: list[AuditAttempt] = Field(default_factory=list, description="one per try under `regenerate`")
+    action: ReportAction = "none"
+    attempts: list[LeakAttempt] = Field(default_factory=list, description="one per try under `regenerate`")
 
     @property
     def leaked(self) -> bool:

@@ -1,85 +1,26 @@
 """Build a safety steering vector from prompts: v_l = mean_x [h_l(safety + x) - h_l(x)].
 
-Activations are read at the output of each decoder layer through forward hooks on the same
-modules that `steer` hooks, so "layer l" means one place in both. Prompts are run in
-left-padded batches, so the last prompt token of every row sits at position -1.
+Activations are read by the runtime at the output of each decoder layer, the place where
+steering adds the vector, so "layer l" means one place in both (`runtime/activations.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import InvalidMessagesError, InvalidSettingError
-from ..runtime.layers import decoder_layers
-from .prompting import NEUTRAL_BASELINE, ChatRenderer, SafetyPrompt, apply_safety_prompt, normalize_messages
-from .steering import SteeringVector
+from ..runtime.activations import last_token_activations
+from ..runtime.chat import ChatRenderer, normalize_messages
+from ..settings import EXTRACTION_METHODS
+from .prompting import NEUTRAL_BASELINE, SafetyPrompt, apply_safety_prompt
+from .vector import SteeringVector
 
 Method = Literal["mean_difference", "pca"]
-
-
-class _EnoughLayers(Exception):
-    """Raised by the last hook that is needed, so a probe read skips the layers above it."""
-
-
-@contextmanager
-def _record_last_token(layers: nn.ModuleList, up_to: int | None = None) -> Iterator[list[torch.Tensor | None]]:
-    """Capture each layer's output at the last position (up to layer `up_to`), for one block."""
-    count = len(layers) if up_to is None else up_to + 1
-    captured: list[torch.Tensor | None] = [None] * count
-
-    def make_hook(index: int):
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            hidden = output[0] if isinstance(output, tuple) else output
-            captured[index] = hidden[:, -1, :].detach().to(torch.float32)
-            if up_to is not None and index == up_to:
-                raise _EnoughLayers
-
-        return hook
-
-    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers[:count])]
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@torch.inference_mode()
-def last_token_activations(
-    model: nn.Module, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 16, desc: str = "activations",
-    progress: bool = True, up_to_layer: int | None = None,
-) -> torch.Tensor:
-    """Hidden state of the last prompt token at every layer output: [num_prompts, layers, hidden].
-
-    With `up_to_layer`, only layers 0..up_to_layer are read and the forward pass stops there:
-    the awareness gate needs one layer, and the layers above it would be wasted work."""
-    layers = decoder_layers(model)
-    device = next(model.parameters()).device
-    body = getattr(model, "base_model", model)  # skip the LM head: only layer outputs are needed
-    rows = []
-    padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # the last prompt token must sit at position -1 in every row
-    try:
-        with _record_last_token(layers, up_to_layer) as captured:
-            for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, unit="batch"):
-                batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
-                                  add_special_tokens=False)
-                mask = batch["attention_mask"].to(device)
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                with suppress(_EnoughLayers):
-                    body(input_ids=batch["input_ids"].to(device), attention_mask=mask, position_ids=positions,
-                         use_cache=False)
-                rows.append(torch.stack(captured, dim=1).cpu())  # type: ignore[arg-type]
-    finally:
-        tokenizer.padding_side = padding_side
-    return torch.cat(rows, dim=0)
 
 
 def _first_principal_direction(differences: torch.Tensor) -> torch.Tensor:
@@ -109,7 +50,7 @@ def extract_steering_vector(
     """Measure how the safety prompt shifts each layer's last-prompt-token state, averaged over
     prompts, against `baseline`: the same slots with neutral text (default), or None for the
     bare prompt as in the paper."""
-    if method not in ("mean_difference", "pca"):
+    if method not in EXTRACTION_METHODS:
         raise InvalidSettingError(f"Unknown extraction method {method!r}: use 'mean_difference' or 'pca'.")
     prompts = [p for p in prompts if isinstance(p, str) and p.strip()]
     if len(prompts) < 2:

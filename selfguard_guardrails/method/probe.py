@@ -1,4 +1,4 @@
-"""The awareness probe's data: a direction and threshold at one layer (see `awareness.py`)."""
+"""The awareness probe's data: a direction and threshold at one layer (fitted in `probe_fitting.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Literal
 import torch
 
 ProbeMethod = Literal["logistic", "mean_difference"]
-PROBE_METHODS: tuple[str, ...] = ("logistic", "mean_difference")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ our packaged calibration prompts (progress bar) and cache it for next time.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -15,23 +14,21 @@ from importlib import resources
 from pathlib import Path
 
 from ..runtime.layers import decoder_layers, validate_layers
-from ..runtime.loading import LoadedModel, default_cache_dir
-from ..settings import GateSetting, Mode, SteeringSetting, provisional_setting
-from .awareness import fit_awareness_probe
+from ..runtime.loading import LoadedModel, default_cache_dir, hidden_size
+from ..settings import GateSetting, SteeringSetting, provisional_setting
 from .extraction import Method, extract_steering_vector
 from .probe import AwarenessProbe, ProbeMethod
+from .probe_fitting import fit_awareness_probe
 from .prompt_sets import calibration_records
 from .prompting import NEUTRAL_BASELINE, SafetyPrompt
-from .steering import SteeringVector
+from .vector import SteeringVector, recorded_gate, recorded_setting
 
 logger = logging.getLogger(__name__)
 
 
 def model_shape(loaded: LoadedModel) -> tuple[int, int]:
     """Decoder-layer count and hidden size, what a vector must match."""
-    config = loaded.model.config
-    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0))
-    return len(decoder_layers(loaded.model)), hidden
+    return len(decoder_layers(loaded.model)), hidden_size(loaded.model)
 
 
 def shipped_vector_path(fingerprint: str) -> Path | None:
@@ -102,29 +99,13 @@ def packaged_probe(loaded: LoadedModel, *, harmful: Sequence[str] = (), benign: 
                                max_false_positive=max_false_positive, batch_size=batch_size, progress=progress)
 
 
-def recorded_setting(vector: SteeringVector) -> dict | None:
-    """The setting a calibration wrote into the vector file, if any."""
-    recorded = vector.extra.get("setting")
-    return json.loads(recorded) if recorded else None
-
-
-def recorded_mode(vector: SteeringVector) -> Mode | None:
-    """The mode calibration chose (prompt, steer, self-guard or guarded), if the vector file records one."""
-    values = recorded_setting(vector)
-    return Mode.parse(values["mode"]) if values and values.get("mode") else None
-
-
 def resolve_setting(explicit: SteeringSetting | None, vector: SteeringVector, num_layers: int) -> SteeringSetting:
     """An explicit setting, else one recorded in the vector file, else the provisional default."""
     if explicit is not None:
         validate_layers(list(explicit.layers), num_layers)
         return explicit
-    values = recorded_setting(vector)
-    if values and values.get("layers"):
-        setting = SteeringSetting(layers=tuple(values["layers"]), strength=values["strength"],
-                                  scope=values.get("scope", "all"), source="vector file",
-                                  max_tokens=values.get("max_tokens"),
-                                  repetition_penalty=values.get("repetition_penalty", 1.0))
+    setting = recorded_setting(vector)
+    if setting is not None:
         validate_layers(list(setting.layers), num_layers)
         return setting
     return provisional_setting(num_layers)
@@ -134,7 +115,4 @@ def resolve_gate(explicit: GateSetting | None, vector: SteeringVector) -> GateSe
     """An explicit gate setting, else the one calibration recorded in the vector file, else the default."""
     if explicit is not None:
         return explicit
-    recorded = vector.extra.get("gate")
-    if recorded:
-        return GateSetting(**json.loads(recorded), source="vector file")
-    return GateSetting()
+    return recorded_gate(vector) or GateSetting()

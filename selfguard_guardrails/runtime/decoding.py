@@ -10,20 +10,20 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 from transformers import DynamicCache
 
 from ..errors import InvalidSettingError
+from ..settings import check_repetition_penalty
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """Validated generation options; temperature 0 means greedy."""
+    """Validated decode options (what the token loop does, nothing about the prompt); temperature 0 means greedy."""
 
     max_new_tokens: int
     min_new_tokens: int = 0
@@ -33,10 +33,6 @@ class DecodeOptions:
     seed: int | None = None
     # >1 makes tokens this answer already used less likely; None: the engine's default for the mode
     repetition_penalty: float | None = None
-    # OpenAI-format tool definitions rendered into the prompt: kept here so every re-render of
-    # the call (a gated sub-batch, a regeneration) sees them
-    tools: tuple[Mapping[str, Any], ...] = ()
-    prefix: str = ""  # the start of the answer, written for the model: it continues from there
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
@@ -53,13 +49,6 @@ class DecodeOptions:
             raise InvalidSettingError("stop must be a list of non-empty strings.")
         if self.repetition_penalty is not None:
             check_repetition_penalty(self.repetition_penalty)
-
-
-def check_repetition_penalty(value: object) -> float:
-    """A finite number >= 1 (1 = off); below 1 would reward loops, which is never what we want."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1:
-        raise InvalidSettingError(f"repetition_penalty must be a finite number >= 1 (1 = off), got {value!r}.")
-    return float(value)
 
 
 def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -106,12 +95,12 @@ class Decoder:
 
     def steps(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, options: DecodeOptions,
-        finished: torch.Tensor, clock: DecodeClock,
-    ) -> Iterator[torch.Tensor]:
-        """Yield the next token of every row, step by step. Rows marked in `finished` get padding.
-
-        The caller may set more rows of `finished` (stop strings) between steps; the loop ends
-        when every row is finished or the budget is spent.
+        clock: DecodeClock, stopped: list[bool],
+    ) -> Generator[list[int | None], None, None]:
+        """Yield the next token of every row, step by step: None once the row has ended (an
+        end-of-sequence token, or marked in `stopped` by the caller between steps, for a stop
+        string). Ended rows are fed padding; the loop ends when every row has ended or the
+        budget is spent.
         """
         ids = input_ids.to(self.device)
         mask = attention_mask.to(self.device)
@@ -120,6 +109,7 @@ class Decoder:
         generator = torch.Generator(self.device).manual_seed(options.seed) if options.seed is not None else None
         eos = self.eos_ids.to(self.device)
         seen: torch.Tensor | None = None  # [rows, vocab] tokens each row has generated
+        ended = torch.zeros(len(stopped), dtype=torch.bool)
         for step in range(options.max_new_tokens):
             tick = time.perf_counter()
             with torch.inference_mode():
@@ -140,10 +130,13 @@ class Decoder:
                 clock.prefill_seconds += elapsed
             else:
                 clock.decode_seconds += elapsed
-            tokens = torch.where(finished, torch.full_like(tokens, self.pad_id), tokens)
-            finished |= torch.isin(tokens, self.eos_ids)
-            yield tokens
-            if bool(finished.all()):
+            ended |= torch.tensor(stopped, dtype=torch.bool)
+            tokens = torch.where(ended, torch.full_like(tokens, self.pad_id), tokens)
+            at_eos = torch.isin(tokens, self.eos_ids) & ~ended
+            yield [None if gone else token
+                   for token, gone in zip(tokens.tolist(), (ended | at_eos).tolist(), strict=True)]
+            ended |= at_eos | torch.tensor(stopped, dtype=torch.bool)
+            if bool(ended.all()):
                 return
             ids = tokens.unsqueeze(-1).to(self.device)
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)

@@ -2,10 +2,10 @@
 
 Adapters (LangChain, LlamaIndex) turn their messages and tool definitions into engine
 messages and OpenAI-format tools, call `ToolTurn.run`, and read the calls back from the
-result's answer with `tools.parse_tool_calls`. What a 135M model needs is here:
+result's answer with `parsing.parse_tool_calls`. What a 135M model needs is here:
 
 - a forced call (`tool_choice` "any"/"required" or a tool's name): the tool chosen by
-  likelihood (`tools.choose_tool`) when the model may pick, the arguments written into JSON we
+  likelihood (`choice.choose_tool`) when the model may pick, the arguments written into JSON we
   write (`guided_json`), or for schemas that cannot be guided, generated whole and parsed,
   retried (sampled) through tenacity while they do not parse;
 - after tool results: a call that repeats one already answered becomes an answer, from the
@@ -26,15 +26,9 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 
 from ..results import GenerationResult, Usage
 from . import guided_json
-from .formats import (
-    choose_tool,
-    fold_tool_results,
-    forced_call_prefix,
-    forced_tool_name,
-    last_question,
-    parse_tool_calls,
-    repeats_answered_calls,
-)
+from .choice import choose_tool, forced_call_prefix, forced_tool_name, last_question
+from .history import fold_tool_results, repeats_answered_calls
+from .parsing import parse_tool_calls
 
 if TYPE_CHECKING:
     from ..engine.selfguard import SelfGuard

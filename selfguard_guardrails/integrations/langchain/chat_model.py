@@ -24,55 +24,29 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_config_list, run_in_executor
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field
 
-from ...engine.selfguard import SelfGuard
 from ...results import GenerationResult, StreamPiece
-from ...tooling.formats import (
-    forced_call_prefix,
-    parse_tool_calls,
-)
-from ...tooling.turns import ToolTurn, tool_options
-from ..engine_slot import EngineSlot
+from ...tooling.choice import forced_call_prefix
+from ...tooling.parsing import parse_tool_calls
+from ...tooling.turns import ToolTurn
+from ..options import AdapterFields, call_options, max_tokens_field
 from .audit import SelfGuardAuditHandler, run_context
 from .messages import metadata_of, to_engine_messages, usage_of
 
 FINDINGS_EVENT = "selfguard_leak_findings"
 
 
-class ChatSelfGuard(BaseChatModel):
-    """A local Hugging Face model made safer by Self-Guard, as a LangChain chat model."""
+class ChatSelfGuard(AdapterFields, BaseChatModel):
+    """A local Hugging Face model made safer by Self-Guard, as a LangChain chat model. The
+    settings it shares with the LlamaIndex adapter are declared in `AdapterFields`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+    adapter_name = "ChatSelfGuard"
 
-    model_name: str | None = Field(default=None, alias="model",
-                                   description="hub id, local directory or .gguf file; None: the embedded model")
-    mode: str | None = Field(default=None,
-                             description="plain, prompt, steer, self-guard or guarded; None: the engine's")
-    max_tokens: int = Field(default=256, ge=1, description="new tokens per answer, reasoning included")
-    temperature: float = Field(default=0.0, ge=0.0, description="0: greedy")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int = max_tokens_field()
+    # redeclared for LangChain's name for it (`stop` is accepted too: populate_by_name)
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
-    seed: int | None = None
-    private_context: list[str] = Field(default_factory=list, description="documents whose copies are leaks")
-    tool_call_retries: int = Field(default=2, ge=0, description="sampled retries of a forced tool call that "
-                                   "does not parse")
-    guided_tool_calls: bool = Field(default=True, description="write a forced call's JSON for the model, which "
-                                    "fills only the values (False: generate the whole call, parse, retry)")
-    engine_options: dict[str, Any] = Field(default_factory=dict, description="passed to SelfGuard.from_pretrained: "
-                                           "leak_policy, canaries, audit, threads, dtype, vector, ...")
-    _slot: EngineSlot = PrivateAttr(default_factory=EngineSlot)
-
-    def __init__(self, *, engine: SelfGuard | None = None, **data: Any) -> None:
-        super().__init__(**data)
-        self._slot = EngineSlot.for_adapter("ChatSelfGuard", engine, model=self.model_name,
-                                            engine_options=self.engine_options)
-
-    @property
-    def engine(self) -> SelfGuard:
-        """The engine, loaded on first use (or the one given)."""
-        return self._slot.get(lambda: SelfGuard.from_pretrained(self.model_name, progress=False,
-                                                                **self.engine_options))
 
     @property
     def _llm_type(self) -> str:
@@ -97,25 +71,16 @@ class ChatSelfGuard(BaseChatModel):
     # -- one generation --------------------------------------------------------------------
     def _options(self, stop: list[str] | None, run_manager: CallbackManagerForLLMRun | None,
                  **kwargs: Any) -> dict[str, Any]:
-        options = {"mode": kwargs.pop("mode", self.mode), "max_new_tokens": kwargs.pop("max_tokens", self.max_tokens),
-                   "temperature": kwargs.pop("temperature", self.temperature), "top_p": kwargs.pop("top_p", self.top_p),
-                   "seed": kwargs.pop("seed", self.seed), "stop": stop or self.stop,
-                   "private_context": kwargs.pop("private_context", None) or self.private_context or None,
-                   "canaries": kwargs.pop("canaries", None),
-                   "audit_sinks": SelfGuardAuditHandler.sinks_of(run_manager),
-                   "audit_fields": run_context(run_manager)}
-        options.update(tool_options(kwargs.pop("tools", None), kwargs.pop("tool_choice", None), options["stop"]))
-        kwargs.pop("ls_structured_output_format", None)
-        if kwargs:
-            from ...errors import InvalidSettingError
-
-            raise InvalidSettingError(f"ChatSelfGuard does not know the option(s) {sorted(kwargs)}.")
+        max_new_tokens = kwargs.pop("max_tokens", self.max_tokens)
+        options = call_options(self, kwargs, max_new_tokens=max_new_tokens, stop=stop,
+                               ignored=("ls_structured_output_format",))
+        options.update(audit_sinks=SelfGuardAuditHandler.sinks_of(run_manager), audit_fields=run_context(run_manager))
         return options
 
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable | BaseTool], *,
                    tool_choice: str | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
         """Tools in the OpenAI format, rendered through the chat template (or our documented
-        format, see `selfguard_guardrails.tools`); calls come back in `AIMessage.tool_calls`,
+        format, see `selfguard_guardrails.runtime.chat`); calls come back in `AIMessage.tool_calls`,
         calls that do not parse in `invalid_tool_calls`. `tool_choice` "any"/"required" or a
         tool's name forces a call: the answer is started for the model (`<tool_call>{"name": ...`),
         and a call that does not parse is tried again, sampled, up to `tool_call_retries` times."""

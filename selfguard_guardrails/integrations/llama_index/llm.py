@@ -21,8 +21,6 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
-from pydantic import Field, PrivateAttr
-
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -41,12 +39,10 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from ...engine.selfguard import SelfGuard
-from ...errors import InvalidSettingError
 from ...results import GenerationResult, StreamPiece
-from ...tooling.formats import parse_tool_calls
-from ...tooling.turns import ToolTurn, tool_options
-from ..engine_slot import EngineSlot
+from ...tooling.parsing import parse_tool_calls
+from ...tooling.turns import ToolTurn
+from ..options import AdapterFields, call_options, max_tokens_field
 from .audit import audit_handlers, current_span_id, generation_events
 from .messages import assistant_message, details_of, to_engine_messages, usage_of
 from .rag import retrieved_private_context
@@ -56,39 +52,17 @@ _DONE = object()
 T = TypeVar("T")
 
 
-class SelfGuardLLM(FunctionCallingLLM):
-    """A local Hugging Face model made safer by Self-Guard, as a LlamaIndex LLM."""
+class SelfGuardLLM(AdapterFields, FunctionCallingLLM):
+    """A local Hugging Face model made safer by Self-Guard, as a LlamaIndex LLM. The settings it
+    shares with the LangChain adapter are declared in `AdapterFields`."""
 
-    model_name: str | None = Field(default=None, alias="model",
-                                   description="hub id, local directory or .gguf file; None: the embedded model")
-    mode: str | None = Field(default=None,
-                             description="plain, prompt, steer, self-guard or guarded; None: the engine's")
-    max_new_tokens: int = Field(default=256, ge=1, description="new tokens per answer, reasoning included")
-    temperature: float = Field(default=0.0, ge=0.0, description="0: greedy")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop: list[str] | None = None
-    seed: int | None = None
-    private_context: list[str] = Field(default_factory=list, description="documents whose copies are leaks")
-    tool_call_retries: int = Field(default=2, ge=0, description="sampled retries of a forced call that does not parse")
-    guided_tool_calls: bool = Field(default=True, description="write a forced call's JSON, the model fills values")
-    engine_options: dict[str, Any] = Field(default_factory=dict, description="passed to SelfGuard.from_pretrained: "
-                                           "leak_policy, canaries, audit, threads, dtype, vector, ...")
-    _slot: EngineSlot = PrivateAttr(default_factory=EngineSlot)
+    adapter_name = "SelfGuardLLM"
 
-    def __init__(self, *, engine: SelfGuard | None = None, **data: Any) -> None:
-        super().__init__(**data)
-        self._slot = EngineSlot.for_adapter("SelfGuardLLM", engine, model=self.model_name,
-                                            engine_options=self.engine_options)
+    max_new_tokens: int = max_tokens_field()
 
     @classmethod
     def class_name(cls) -> str:
         return "SelfGuardLLM"
-
-    @property
-    def engine(self) -> SelfGuard:
-        """The engine, loaded on first use (or the one given)."""
-        return self._slot.get(lambda: SelfGuard.from_pretrained(self.model_name, progress=False,
-                                                                **self.engine_options))
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -98,23 +72,17 @@ class SelfGuardLLM(FunctionCallingLLM):
 
     # -- one generation -------------------------------------------------------------------
     def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        kwargs = dict(kwargs)
-        private = [*(kwargs.pop("private_context", None) or self.private_context), *retrieved_private_context()]
-        options = {"mode": kwargs.pop("mode", self.mode),
-                   "max_new_tokens": kwargs.pop("max_new_tokens", kwargs.pop("max_tokens", self.max_new_tokens)),
-                   "temperature": kwargs.pop("temperature", self.temperature), "top_p": kwargs.pop("top_p", self.top_p),
-                   "seed": kwargs.pop("seed", self.seed), "canaries": kwargs.pop("canaries", None),
-                   "private_context": private or None}
-        stop = kwargs.pop("stop", None) or self.stop
-        options.update(tool_options(kwargs.pop("tools", None), kwargs.pop("tool_choice", None), stop))
+        kwargs = dict(kwargs)  # the caller's kwargs may be passed on again (a stream with tools)
+        max_new_tokens = kwargs.pop("max_new_tokens", kwargs.pop("max_tokens", self.max_new_tokens))
+        stop = kwargs.pop("stop", None)
+        options = call_options(self, kwargs, max_new_tokens=max_new_tokens, stop=stop,
+                               ignored=("formatted", "allow_parallel_tool_calls", "tool_required"))
+        # what the retriever marked private in this query is protected as well
+        options["private_context"] = [*(options["private_context"] or ()), *retrieved_private_context()] or None
         span_id = current_span_id()
         handlers = audit_handlers(dispatcher)
         options["audit_sinks"] = [h.sink for h in handlers]
         options["audit_fields"] = next((h.span_context(span_id) for h in handlers), {"llama_index_span_id": span_id})
-        for ignored in ("formatted", "allow_parallel_tool_calls", "tool_required"):
-            kwargs.pop(ignored, None)
-        if kwargs:
-            raise InvalidSettingError(f"SelfGuardLLM does not know the option(s) {sorted(kwargs)}.")
         return options
 
     def _announce(self, result: GenerationResult, span_id: str | None) -> None:

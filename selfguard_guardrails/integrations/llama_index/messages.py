@@ -17,7 +17,7 @@ from llama_index.core.base.llms.types import (
 
 from ...errors import InvalidMessagesError
 from ...results import GenerationResult
-from ...tooling.formats import ParsedOutput
+from ...tooling.parsing import ParsedOutput
 
 _ROLES = {MessageRole.SYSTEM: "system", MessageRole.DEVELOPER: "system", MessageRole.USER: "user",
           MessageRole.ASSISTANT: "assistant", MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant",

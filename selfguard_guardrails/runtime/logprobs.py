@@ -3,8 +3,8 @@
 A small model picks among options better by likelihood than by writing its choice: asked to
 name one of three tools, the embedded model names the first whatever the question. Scoring
 the other way round works (the "noisy channel" of Min et al., 2022): how likely is the user's
-question after each tool's description? That picked the right tool for 9 of 9 questions we
-wrote, where the model's own choice of name got 5. One forward pass scores every option.
+question after each tool's description? (docs/report.md, "Figures behind defaults".) One forward pass
+scores every option.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..errors import InvalidSettingError, SelfGuardError
+from ...errors import InvalidSettingError, SelfGuardError
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -1,4 +1,5 @@
-"""Latent safety awareness: a linear probe on the last prompt token that says "this is harmful".
+"""Latent safety awareness, fitted: what the probe reads (the latest request), and a linear probe on
+the last prompt token, fitted on labelled prompts, that says "this is harmful".
 
 Models often represent that a request is harmful and comply anyway (the awareness–compliance
 gap Self-Guard targets). The probe reads that representation; the engine uses it as a gate,
@@ -15,9 +16,11 @@ import torch
 from torch import nn
 
 from ..errors import InvalidMessagesError, InvalidSettingError
-from .extraction import last_token_activations
-from .probe import PROBE_METHODS, AwarenessProbe, ProbeMethod, auc
-from .prompting import ChatRenderer, Messages, apply_safety_prompt, normalize_messages
+from ..runtime.activations import last_token_activations
+from ..runtime.chat import ChatRenderer, Messages, normalize_messages
+from ..settings import PROBE_METHODS
+from .probe import AwarenessProbe, ProbeMethod, auc
+from .prompting import apply_safety_prompt
 
 L2_PENALTY = 0.1  # on standardised states; 0.1 beat 1 and 10 in out-of-fold AUC on our calibration set
 

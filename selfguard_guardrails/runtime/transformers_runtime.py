@@ -1,0 +1,87 @@
+"""The transformers runtime: a Hugging Face causal LM in PyTorch behind the engine's `ModelRuntime` seam.
+
+Steering is applied with forward hooks on the decoder layers (`steering_hooks.py`), activations
+are read through hooks on the same layers (`activations.py`), and decoding is our own KV-cache
+loop (`decoding.py`). Hooks are global to the model, so every call runs under `hold()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any
+
+import torch
+
+from .activations import last_token_activations
+from .decoding import DecodeClock, DecodeOptions, Decoder
+from .layers import decoder_layers
+from .loading import LoadedModel, hidden_size
+from .locking import hold_model
+from .logprobs import sequence_logprobs
+from .protocol import PromptBatch, Steering
+from .steering_hooks import layer_additions
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Every token that ends an answer: the generation config's (one or a list) and the tokenizer's."""
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)
+
+
+class TransformersRuntime:
+    """A loaded transformers model: the engine's `ModelRuntime`."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.name = loaded.name
+        self.fingerprint = loaded.fingerprint
+        self.context_window = loaded.context_window
+        self._decoder = Decoder(loaded.model, _eos_ids(loaded.model, loaded.tokenizer), loaded.tokenizer.pad_token_id)
+
+    @property
+    def num_layers(self) -> int:
+        return len(decoder_layers(self.model))
+
+    @property
+    def hidden_size(self) -> int:
+        return hidden_size(self.model)
+
+    def hold(self) -> AbstractContextManager[None]:
+        return hold_model(self.model)
+
+    def encode(self, texts: Sequence[str]) -> PromptBatch:
+        encoded = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+        return PromptBatch(encoded["input_ids"], encoded["attention_mask"], encoded["attention_mask"].sum(dim=-1))
+
+    def last_token_states(self, texts: Sequence[str], *, up_to_layer: int | None = None, batch_size: int = 16,
+                          desc: str = "activations", progress: bool = False) -> torch.Tensor:
+        return last_token_activations(self.model, self.tokenizer, texts, batch_size=batch_size, desc=desc,
+                                      progress=progress, up_to_layer=up_to_layer)
+
+    def _steered(self, steering: Steering | None, prompt_lengths: torch.Tensor) -> ExitStack:
+        """The hooks adding `steering` (none for None), removed when the returned stack closes."""
+        stack = ExitStack()
+        if steering is not None:
+            scale = torch.tensor(steering.strengths, dtype=torch.float32)[:, None, None]
+            stack.enter_context(layer_additions(self.model, steering.directions, scale=scale, layers=steering.layers,
+                                                scope=steering.scope, prompt_lengths=prompt_lengths,
+                                                max_tokens=steering.max_tokens))
+        return stack
+
+    def decode(self, batch: PromptBatch, options: DecodeOptions, steering: Steering | None, clock: DecodeClock,
+               stopped: list[bool]) -> Generator[list[int | None], None, None]:
+        with self._steered(steering, batch.prompt_lengths):
+            yield from self._decoder.steps(batch.input_ids, batch.attention_mask, options, clock, stopped)
+
+    def continuation_logprobs(self, rows: Sequence[tuple[Sequence[int], Sequence[int]]],
+                              steering: Steering | None = None) -> list[float]:
+        lengths = torch.tensor([len(context) for context, _ in rows], dtype=torch.long)
+        with self._steered(steering, lengths):
+            return sequence_logprobs(self.model, rows)
