@@ -15,53 +15,63 @@ from types import ModuleType
 from typing import Any
 
 _PACKAGE = "selfguard_guardrails"
-MOVED = {
-    "audit_command": "cli.audit",
-    "audit_jsonl": "audit.jsonl",
-    "audit_sqlite": "audit.sqlite",
-    "awareness": "method.probe_fitting",
-    "config": "settings",
-    "decoding": "runtime.decoding",
-    "evaluation.llm_judge": "integrations.langchain.llm_judge",
-    "extraction": "method.extraction",
-    "integrations.langchain_audit": "integrations.langchain.audit",
-    "integrations.llama_index_audit": "integrations.llama_index.audit",
-    "integrations.llama_index_rag": "integrations.llama_index.rag",
-    "layers": "runtime.layers",
-    "locking": "runtime.locking",
-    "model": "runtime.loading",
-    "probe": "method.probe",
-    "prompt_files": "method.prompt_sets",
-    "prompting": "method.prompting",
-    "reasoning": "runtime.reasoning",
-    "steering": "method.steering",
-    "tools": "tooling.parsing",
+# old path -> the modules that now hold its names, searched in order
+MOVED: dict[str, tuple[str, ...]] = {
+    "audit_command": ("cli.audit",),
+    "audit_jsonl": ("audit.jsonl",),
+    "audit_sqlite": ("audit.sqlite",),
+    "awareness": ("method.probe_fitting",),
+    "config": ("settings",),
+    "decoding": ("runtime.decoding", "settings"),
+    "evaluation.llm_judge": ("integrations.langchain.llm_judge",),
+    "extraction": ("method.extraction", "runtime.activations"),
+    "integrations.langchain_audit": ("integrations.langchain.audit",),
+    "integrations.llama_index_audit": ("integrations.llama_index.audit",),
+    "integrations.llama_index_rag": ("integrations.llama_index.rag",),
+    "layers": ("runtime.layers",),
+    "locking": ("runtime.locking",),
+    "model": ("runtime.loading",),
+    "probe": ("method.probe", "settings"),
+    "prompt_files": ("method.prompt_sets",),
+    "prompting": ("method.prompting", "runtime.chat"),
+    "reasoning": ("runtime.reasoning",),
+    "steering": ("method.steering", "method.vector", "settings"),
+    "tools": ("tooling.definitions", "tooling.parsing", "tooling.choice", "tooling.history", "runtime.chat"),
 }
 
 
 class _MovedLoader(importlib.abc.Loader):
-    def __init__(self, new_name: str) -> None:
-        self.new_name = new_name
+    def __init__(self, targets: tuple[str, ...]) -> None:
+        self.targets = targets
 
     def create_module(self, spec: Any) -> ModuleType:
-        warnings.warn(f"{spec.name} moved to {self.new_name}; the old path goes in the next release.",
+        warnings.warn(f"{spec.name} moved to {', '.join(self.targets)}; the old path goes in the next release.",
                       DeprecationWarning, stacklevel=2)
-        return importlib.import_module(self.new_name)
+        return ModuleType(spec.name)
 
     def exec_module(self, module: ModuleType) -> None:
-        """The new module is already executed."""
+        homes = [importlib.import_module(target) for target in self.targets]
+
+        def find(name: str) -> Any:
+            for home in homes:
+                if hasattr(home, name):
+                    return getattr(home, name)
+            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r} (it moved to "
+                                 f"{', '.join(self.targets)})")
+
+        module.__getattr__ = find  # type: ignore[method-assign]
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):
-    """Resolves an old module path to the module that now holds its code (the same module object)."""
+    """Resolves an old module path to a module that reads its names from the modules that now hold them."""
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if not fullname.startswith(_PACKAGE + "."):
             return None
-        new = MOVED.get(fullname[len(_PACKAGE) + 1:])
-        if new is None:
+        targets = MOVED.get(fullname[len(_PACKAGE) + 1:])
+        if targets is None:
             return None
-        return importlib.util.spec_from_loader(fullname, _MovedLoader(f"{_PACKAGE}.{new}"))
+        return importlib.util.spec_from_loader(fullname, _MovedLoader(tuple(f"{_PACKAGE}.{t}" for t in targets)))
 
 
 def install() -> None:

@@ -10,14 +10,10 @@ from selfguard_guardrails import SelfGuard, SteeringSetting
 from selfguard_guardrails.method.probe import AwarenessProbe
 from selfguard_guardrails.method.vector import SteeringVector
 from selfguard_guardrails.runtime.layers import decoder_layers
-from selfguard_guardrails.runtime.loading import LoadedModel
+from selfguard_guardrails.runtime.loading import LoadedModel, hidden_size
 from tests.conftest import tiny_llama
 
 PROMPTS = ["Tell me a story about a cat.", "Hi", "What is the capital of France and why is it famous?"]
-
-
-def hidden_size(model) -> int:
-    return int(getattr(model.config, "hidden_size", 0) or model.config.n_embd)
 
 
 def random_vector(model, seed: int = 1) -> SteeringVector:

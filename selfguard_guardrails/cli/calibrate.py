@@ -144,7 +144,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.probe == "refit" and has_probe:
         from ..method.resolve import packaged_probe
 
-        probe = packaged_probe(engine.loaded, harmful=harmful, benign=benign, method=args.probe_method,
+        probe = packaged_probe(engine.runtime, harmful=harmful, benign=benign, method=args.probe_method,
                                max_false_positive=args.gate_false_positive, batch_size=args.batch_size,
                                progress=not args.quiet)
         engine.use_vector(dataclasses.replace(engine.vector, probe=probe))

@@ -42,7 +42,7 @@ def _norms_table(norms: dict[int, float], per_row: int = 6) -> list[str]:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from ..engine.selfguard import SelfGuard
-    from ..method.extraction import extract_steering_vector
+    from ..method.extraction import measure_steering_vector
     from ..method.resolve import calibration_vector
     from ..method.vector import with_recorded_setting
     from ..runtime.loading import load_model
@@ -70,15 +70,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
     baseline = BASELINES[args.baseline]
     started = time.perf_counter()
     if args.prompts is None:  # our labelled set: fit the awareness probe too
-        vector = calibration_vector(loaded, engine.safety_prompt, baseline=baseline, method=args.method,
+        vector = calibration_vector(engine.runtime, engine.safety_prompt, baseline=baseline, method=args.method,
                                     probe_method=args.probe_method, batch_size=args.batch_size,
                                     progress=not args.quiet)
     else:
-        vector = extract_steering_vector(loaded.model, loaded.tokenizer, prompts, safety=engine.safety_prompt,
-                                         baseline=baseline, method=args.method,
-                                         batch_size=args.batch_size,
-                                         model_fingerprint=loaded.fingerprint, model_name=loaded.name,
-                                         progress=not args.quiet)
+        vector = measure_steering_vector(engine.runtime, prompts, safety=engine.safety_prompt, baseline=baseline,
+                                         method=args.method, batch_size=args.batch_size, progress=not args.quiet)
     if setting is not None:
         vector = with_recorded_setting(vector, setting)
     try:

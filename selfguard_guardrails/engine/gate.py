@@ -52,11 +52,9 @@ class ProbeScoreCache:
         return [known[text] for text in texts]
 
 
-def routes(mode: Mode, scores: list[float] | None, rows: int, gate: GateSetting,
-           setting: SteeringSetting) -> list[Route]:
-    """Per prompt, the mode it actually runs in; for a fired gate also its λ."""
-    if not mode.gated or scores is None:
-        return [Route(mode)] * rows
+def routes(scores: list[float], gate: GateSetting, setting: SteeringSetting) -> list[Route]:
+    """Per gated prompt (its probe score minus the threshold), the mode it actually runs in; for a
+    fired gate also its λ."""
     return [Route(Mode.SELF_GUARD, gate.strength_for(setting, score)) if score >= 0 else Route(Mode(gate.below))
             for score in scores]
 
@@ -68,11 +66,8 @@ def gated_setting(setting: SteeringSetting, gate: GateSetting) -> SteeringSettin
 
 
 def group_steering(group: Sequence[Route], setting: SteeringSetting,
-                   gate: GateSetting) -> tuple[SteeringSetting | None, list[float] | None]:
-    """Setting and per-row λ for rows decoded together (a soft gate gives each its own λ); (None, None)
-    where the gate did not fire and the engine's own setting applies."""
-    strengths = [route.strength for route in group]
-    if strengths[0] is None:
-        return None, None
-    soft = [s for s in strengths if s is not None] if gate.soft_width is not None else None
+                   gate: GateSetting) -> tuple[SteeringSetting, list[float] | None]:
+    """Setting and per-row λ for rows where the gate fired, decoded together (a soft gate gives
+    each row its own λ; a hard one, the setting's)."""
+    soft = [route.strength for route in group if route.strength is not None] if gate.soft_width is not None else None
     return gated_setting(setting, gate), soft

@@ -26,12 +26,11 @@ from ..errors import InvalidMessagesError, InvalidSettingError, PromptTooLongErr
 from ..leakage.guard import LeakGuard
 from ..leakage.policy import LeakPolicy
 from ..leakage.streaming import StreamGuard
-from ..method.extraction import extract_steering_vector
+from ..method.extraction import measure_steering_vector
 from ..method.probe_fitting import probe_texts
 from ..method.prompting import NEUTRAL_BASELINE, SafetyPrompt, apply_safety_prompt, baseline_name
 from ..method.resolve import (
     calibration_vector,
-    model_shape,
     resolve_gate,
     resolve_setting,
     resolve_vector,
@@ -127,7 +126,7 @@ class SelfGuard:
                 f"thinking={thinking} needs a chat template with a thinking switch (enable_thinking, as Qwen3's has); "
                 f"the template of {loaded.name} has none, so it would change nothing. Drop it, or ask a model "
                 "without native thinking to reason in tags with think_in_tags=True.")
-        self.runtime: ModelRuntime = TransformersRuntime(loaded)
+        self.runtime: ModelRuntime = TransformersRuntime.from_loaded(loaded)
         self._loops = TokenLoops(self.runtime)
         self._audit = AuditFanOut(self.audit, audit_failure, loaded.fingerprint)
         self._vector_lock = threading.Lock()
@@ -167,7 +166,7 @@ class SelfGuard:
         """The safety steering vector: given, shipped for this model, cached, or extracted now."""
         with self._vector_lock:
             if self._vector is None:
-                self._vector = resolve_vector(self.loaded, self._vector_source, safety=self.safety_prompt,
+                self._vector = resolve_vector(self.runtime, self._vector_source, safety=self.safety_prompt,
                                               cache_dir=self.cache_dir, progress=self.progress)
             return self._vector
 
@@ -177,14 +176,13 @@ class SelfGuard:
         prompts, our labelled calibration set is used and the awareness probe is fitted too.
         `baseline` is what the safety prompt's shift is measured against (None: the bare prompt)."""
         if prompts is None:
-            vector = calibration_vector(self.loaded, self.safety_prompt, baseline=baseline,
+            vector = calibration_vector(self.runtime, self.safety_prompt, baseline=baseline,
                                         method=method, batch_size=batch_size,  # type: ignore[arg-type]
                                         progress=self.progress)
         else:
-            vector = extract_steering_vector(
-                self.loaded.model, self.loaded.tokenizer, list(prompts), safety=self.safety_prompt,
-                baseline=baseline, method=method, batch_size=batch_size,  # type: ignore[arg-type]
-                model_fingerprint=self.loaded.fingerprint, model_name=self.loaded.name, progress=self.progress)
+            vector = measure_steering_vector(self.runtime, list(prompts), safety=self.safety_prompt, baseline=baseline,
+                                             method=method, batch_size=batch_size,  # type: ignore[arg-type]
+                                             progress=self.progress)
         with self._vector_lock:
             self._vector, self._setting = vector, None
         return vector
@@ -224,8 +222,8 @@ class SelfGuard:
 
     def use_vector(self, vector: SteeringVector) -> SteeringVector:
         """Steer (and gate) with `vector` from now on; it must fit the model. Returns the one it replaces."""
-        num_layers, hidden_size = model_shape(self.loaded)
-        vector.check_fits(num_layers=num_layers, hidden_size=hidden_size, fingerprint=self.loaded.fingerprint)
+        vector.check_fits(num_layers=self.num_layers, hidden_size=self.runtime.hidden_size,
+                          fingerprint=self.runtime.fingerprint)
         previous = self.vector
         with self._vector_lock:
             self._vector, self._setting = vector, None
@@ -248,14 +246,15 @@ class SelfGuard:
         """What is loaded and how it will be steered, for `selfguard info` and logs."""
         vector = self.vector
         setting = self.setting
+        details = self.runtime.details()
         return {
-            "model": self.loaded.name,
+            "model": self.runtime.name,
             "source": self.loaded.source,
-            "fingerprint": self.loaded.fingerprint,
-            "architecture": type(self.loaded.model).__name__,
+            "fingerprint": self.runtime.fingerprint,
+            "architecture": details.pop("architecture"),
             "layers": self.num_layers,
             "hidden_size": self.runtime.hidden_size,
-            "context_window": self.loaded.context_window,
+            "context_window": self.runtime.context_window,
             "default_mode": self.default_mode.value,
             "vector": {"method": vector.method, "baseline": baseline_name(vector.baseline_hash),
                        "prompts": vector.num_prompts, "model": vector.model_name,
@@ -272,7 +271,7 @@ class SelfGuard:
             "leakage": {"checks": self.leaks is not None,
                         "policy": dict(self.leaks.policy.actions) if self.leaks is not None else {},
                         "audit_sinks": [type(s).__name__ for s in self.audit.sinks] if self.audit else []},
-            "torch_threads": torch.get_num_threads(),
+            **details,
         }
 
     # -- preparing prompts ----------------------------------------------------------------
@@ -515,7 +514,7 @@ class SelfGuard:
         """Per prompt, the mode it actually runs in; for a fired gate also its λ."""
         if not mode.gated or scores is None:
             return [Route(mode)] * rows
-        return routes(mode, scores, rows, self.gate, self.setting)
+        return routes(scores, self.gate, self.setting)
 
     def _group_steering(self, group: Sequence[Route]) -> tuple[SteeringSetting | None, list[float] | None]:
         """Setting and per-row λ for rows decoded together (a soft gate gives each its own λ)."""

@@ -14,8 +14,9 @@ from torch import nn
 
 from .. import __version__
 from ..errors import InvalidMessagesError, InvalidSettingError
-from ..runtime.activations import last_token_activations
 from ..runtime.chat import ChatRenderer, normalize_messages
+from ..runtime.protocol import ModelRuntime
+from ..runtime.transformers_runtime import TransformersRuntime
 from ..settings import EXTRACTION_METHODS
 from .prompting import NEUTRAL_BASELINE, SafetyPrompt, apply_safety_prompt
 from .vector import SteeringVector
@@ -49,7 +50,23 @@ def extract_steering_vector(
 ) -> SteeringVector:
     """Measure how the safety prompt shifts each layer's last-prompt-token state, averaged over
     prompts, against `baseline`: the same slots with neutral text (default), or None for the
-    bare prompt as in the paper."""
+    bare prompt as in the paper. For any Hugging Face causal LM and its tokenizer."""
+    runtime = TransformersRuntime(model, tokenizer, name=model_name, fingerprint=model_fingerprint)
+    return measure_steering_vector(runtime, prompts, safety=safety, baseline=baseline, method=method,
+                                   batch_size=batch_size, progress=progress)
+
+
+def measure_steering_vector(
+    runtime: ModelRuntime,
+    prompts: Sequence[str],
+    *,
+    safety: SafetyPrompt | None = None,
+    baseline: SafetyPrompt | None = NEUTRAL_BASELINE,
+    method: Method = "mean_difference",
+    batch_size: int = 16,
+    progress: bool = True,
+) -> SteeringVector:
+    """`extract_steering_vector` on any model runtime: the states come from `runtime.last_token_states`."""
     if method not in EXTRACTION_METHODS:
         raise InvalidSettingError(f"Unknown extraction method {method!r}: use 'mean_difference' or 'pca'.")
     prompts = [p for p in prompts if isinstance(p, str) and p.strip()]
@@ -58,17 +75,17 @@ def extract_steering_vector(
     if batch_size < 1:
         raise InvalidSettingError(f"batch_size must be at least 1, got {batch_size}.")
     safety = safety or SafetyPrompt()
-    renderer = ChatRenderer(tokenizer)
+    renderer = ChatRenderer(runtime.tokenizer)
     baseline_texts, safety_texts = [], []
     for prompt in prompts:
         messages = normalize_messages(prompt)
         baseline_texts.append(renderer.render(apply_safety_prompt(messages, baseline)))
         safety_texts.append(renderer.render(apply_safety_prompt(messages, safety)))
-    with_safety = last_token_activations(model, tokenizer, safety_texts, batch_size=batch_size,
-                                         desc="with safety prompt", progress=progress)
-    without = last_token_activations(model, tokenizer, baseline_texts, batch_size=batch_size,
-                                     desc="with the baseline" if baseline else "without safety prompt",
-                                     progress=progress)
+    with_safety = runtime.last_token_states(safety_texts, batch_size=batch_size, desc="with safety prompt",
+                                            progress=progress)
+    without = runtime.last_token_states(baseline_texts, batch_size=batch_size,
+                                        desc="with the baseline" if baseline else "without safety prompt",
+                                        progress=progress)
     differences = with_safety - without  # [prompts, layers, hidden]
     if method == "pca":
         directions = {i: _first_principal_direction(differences[:, i, :]) for i in range(differences.shape[1])}
@@ -76,7 +93,7 @@ def extract_steering_vector(
         directions = {i: differences[:, i, :].mean(dim=0) for i in range(differences.shape[1])}
     return SteeringVector(
         directions=directions,
-        model_fingerprint=model_fingerprint,
+        model_fingerprint=runtime.fingerprint,
         num_layers=differences.shape[1],
         hidden_size=differences.shape[2],
         method=method,
@@ -84,5 +101,5 @@ def extract_steering_vector(
         baseline_hash=baseline.fingerprint() if baseline else "",
         num_prompts=len(prompts),
         library_version=__version__,
-        model_name=model_name,
+        model_name=runtime.name,
     )

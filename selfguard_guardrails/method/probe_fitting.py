@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import InvalidMessagesError, InvalidSettingError
-from ..runtime.activations import last_token_activations
 from ..runtime.chat import ChatRenderer, Messages, normalize_messages
+from ..runtime.protocol import ModelRuntime
+from ..runtime.transformers_runtime import TransformersRuntime
 from ..settings import PROBE_METHODS
 from .probe import AwarenessProbe, ProbeMethod, auc
 from .prompting import apply_safety_prompt
@@ -133,10 +134,18 @@ def fit_awareness_probe(
     progress: bool = True,
 ) -> AwarenessProbe:
     """Fit the probe on labelled prompts, read as the user sent them (no safety prompt)."""
+    return fit_probe(TransformersRuntime(model, tokenizer), harmful, benign, method=method, folds=folds,
+                     max_false_positive=max_false_positive, batch_size=batch_size, progress=progress)
+
+
+def fit_probe(runtime: ModelRuntime, harmful: Sequence[str], benign: Sequence[str], *,
+              method: ProbeMethod = "logistic", folds: int = 5, max_false_positive: float = 0.05,
+              batch_size: int = 16, progress: bool = True) -> AwarenessProbe:
+    """`fit_awareness_probe` on any model runtime: the states come from `runtime.last_token_states`."""
     if len(harmful) < folds or len(benign) < folds:
         raise InvalidMessagesError(f"The awareness probe needs at least {folds} harmful and {folds} benign prompts "
                                    f"(one per fold), got {len(harmful)} and {len(benign)}.")
-    states = last_token_activations(model, tokenizer, probe_texts(ChatRenderer(tokenizer), [*harmful, *benign]),
-                                    batch_size=batch_size, desc="awareness probe", progress=progress)
+    texts = probe_texts(ChatRenderer(runtime.tokenizer), [*harmful, *benign])
+    states = runtime.last_token_states(texts, batch_size=batch_size, desc="awareness probe", progress=progress)
     labels = torch.tensor([1] * len(harmful) + [0] * len(benign))
     return probe_from_states(states, labels, method=method, folds=folds, max_false_positive=max_false_positive)

@@ -1,4 +1,4 @@
-"""Find the steering vector and setting for a loaded model: given, shipped, cached, or extracted.
+"""Find the steering vector and setting for a model runtime: given, shipped, cached, or extracted.
 
 Order: an explicit vector (object or path) > a vector shipped in the package for this model
 fingerprint and safety prompt > one cached from an earlier extraction > extract it now from
@@ -13,22 +13,18 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from ..runtime.layers import decoder_layers, validate_layers
-from ..runtime.loading import LoadedModel, default_cache_dir, hidden_size
+from ..runtime.layers import validate_layers
+from ..runtime.loading import default_cache_dir
+from ..runtime.protocol import ModelRuntime
 from ..settings import GateSetting, SteeringSetting, provisional_setting
-from .extraction import Method, extract_steering_vector
+from .extraction import Method, measure_steering_vector
 from .probe import AwarenessProbe, ProbeMethod
-from .probe_fitting import fit_awareness_probe
+from .probe_fitting import fit_probe
 from .prompt_sets import calibration_records
 from .prompting import NEUTRAL_BASELINE, SafetyPrompt
 from .vector import SteeringVector, recorded_gate, recorded_setting
 
 logger = logging.getLogger(__name__)
-
-
-def model_shape(loaded: LoadedModel) -> tuple[int, int]:
-    """Decoder-layer count and hidden size, what a vector must match."""
-    return len(decoder_layers(loaded.model)), hidden_size(loaded.model)
 
 
 def shipped_vector_path(fingerprint: str) -> Path | None:
@@ -37,64 +33,62 @@ def shipped_vector_path(fingerprint: str) -> Path | None:
     return Path(str(candidate)) if candidate.is_file() else None
 
 
-def cached_vector_path(loaded: LoadedModel, safety: SafetyPrompt, cache_dir: str | os.PathLike | None) -> Path:
+def cached_vector_path(fingerprint: str, safety: SafetyPrompt, cache_dir: str | os.PathLike | None) -> Path:
     """Keyed by model, safety prompt and the default baseline, so none of them can go stale."""
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    name = f"{loaded.fingerprint}-{safety.fingerprint()}-{NEUTRAL_BASELINE.fingerprint()}.safetensors"
+    name = f"{fingerprint}-{safety.fingerprint()}-{NEUTRAL_BASELINE.fingerprint()}.safetensors"
     return root / "vectors" / name
 
 
 def resolve_vector(
-    loaded: LoadedModel,
+    runtime: ModelRuntime,
     source: SteeringVector | str | os.PathLike | None,
     *,
     safety: SafetyPrompt,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> SteeringVector:
-    """Return a vector that fits `loaded`, or raise VectorMismatchError/CorruptFileError."""
-    num_layers, hidden = model_shape(loaded)
+    """Return a vector that fits the runtime's model, or raise VectorMismatchError/CorruptFileError."""
     if source is not None:
         vector = source if isinstance(source, SteeringVector) else SteeringVector.load(source)
-        vector.check_fits(num_layers=num_layers, hidden_size=hidden, fingerprint=loaded.fingerprint)
+        vector.check_fits(num_layers=runtime.num_layers, hidden_size=runtime.hidden_size,
+                          fingerprint=runtime.fingerprint)
         return vector
-    shipped = shipped_vector_path(loaded.fingerprint)
+    shipped = shipped_vector_path(runtime.fingerprint)
     if shipped is not None:
         vector = SteeringVector.load(shipped)
         if vector.safety_prompt_hash == safety.fingerprint():
             return vector
         logger.info("The shipped vector was made with another safety prompt; extracting one for yours.")
-    cached = cached_vector_path(loaded, safety, cache_dir)
+    cached = cached_vector_path(runtime.fingerprint, safety, cache_dir)
     if cached.is_file():
         return SteeringVector.load(cached)
     logger.warning("No steering vector for %s yet: extracting one from the calibration prompts (once; cached at %s).",
-                   loaded.name, cached)
-    vector = calibration_vector(loaded, safety, progress=progress)
+                   runtime.name, cached)
+    vector = calibration_vector(runtime, safety, progress=progress)
     vector.save(cached)
     return vector
 
 
-def calibration_vector(loaded: LoadedModel, safety: SafetyPrompt, *, baseline: SafetyPrompt | None = NEUTRAL_BASELINE,
+def calibration_vector(runtime: ModelRuntime, safety: SafetyPrompt, *, baseline: SafetyPrompt | None = NEUTRAL_BASELINE,
                        method: Method = "mean_difference", probe_method: ProbeMethod = "logistic",
                        batch_size: int = 16, progress: bool = True) -> SteeringVector:
     """Vector and awareness probe from our packaged, labelled calibration prompts."""
     records = calibration_records()
-    vector = extract_steering_vector(loaded.model, loaded.tokenizer, [r["prompt"] for r in records],
-                                     safety=safety, baseline=baseline, method=method, batch_size=batch_size,
-                                     model_fingerprint=loaded.fingerprint, model_name=loaded.name,
-                                     progress=progress)
-    vector.probe = packaged_probe(loaded, method=probe_method, batch_size=batch_size, progress=progress)
+    vector = measure_steering_vector(runtime, [r["prompt"] for r in records], safety=safety, baseline=baseline,
+                                     method=method, batch_size=batch_size, progress=progress)
+    vector.probe = packaged_probe(runtime, method=probe_method, batch_size=batch_size, progress=progress)
     return vector
 
 
-def packaged_probe(loaded: LoadedModel, *, harmful: Sequence[str] = (), benign: Sequence[str] = (),
+def packaged_probe(runtime: ModelRuntime, *, harmful: Sequence[str] = (), benign: Sequence[str] = (),
                    method: ProbeMethod = "logistic", max_false_positive: float = 0.05, batch_size: int = 16,
                    progress: bool = True) -> AwarenessProbe:
     """The awareness probe fitted on our labelled prompts plus any the caller adds (e.g. a
     calibration split, so the gate has seen prompts phrased like the ones it will judge)."""
     records = calibration_records()
     by_label = {label: [r["prompt"] for r in records if r["label"] == label] for label in ("harmful", "benign")}
-    return fit_awareness_probe(loaded.model, loaded.tokenizer, list(dict.fromkeys([*by_label["harmful"], *harmful])),
+    return fit_probe(runtime, list(dict.fromkeys([*by_label["harmful"], *harmful])),
                                list(dict.fromkeys([*by_label["benign"], *benign])), method=method,
                                max_false_positive=max_false_positive, batch_size=batch_size, progress=progress)
 

@@ -57,6 +57,10 @@ class ModelRuntime(Protocol):
     @property
     def hidden_size(self) -> int: ...
 
+    def details(self) -> dict[str, Any]:
+        """What `selfguard info` shows about the runtime: at least "architecture", then its own settings."""
+        ...
+
     def hold(self) -> AbstractContextManager[None]:
         """Serialise calls on the model: wait for other threads, refuse re-entry on this one."""
         ...

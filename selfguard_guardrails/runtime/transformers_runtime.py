@@ -12,11 +12,13 @@ from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import torch
+from torch import nn
 
 from .activations import last_token_activations
 from .decoding import DecodeClock, DecodeOptions, Decoder
 from .layers import decoder_layers
 from .loading import LoadedModel, hidden_size
+from .loading.identity import context_window as context_window_of
 from .locking import hold_model
 from .logprobs import sequence_logprobs
 from .protocol import PromptBatch, Steering
@@ -36,14 +38,19 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
 class TransformersRuntime:
     """A loaded transformers model: the engine's `ModelRuntime`."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
-        self.loaded = loaded
-        self.model = loaded.model
-        self.tokenizer = loaded.tokenizer
-        self.name = loaded.name
-        self.fingerprint = loaded.fingerprint
-        self.context_window = loaded.context_window
-        self._decoder = Decoder(loaded.model, _eos_ids(loaded.model, loaded.tokenizer), loaded.tokenizer.pad_token_id)
+    def __init__(self, model: nn.Module, tokenizer: Any, *, name: str = "", fingerprint: str = "",
+                 context_window: int | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.fingerprint = fingerprint
+        self.context_window = context_window or context_window_of(model)
+        self._decoder = Decoder(model, _eos_ids(model, tokenizer), tokenizer.pad_token_id)
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel) -> TransformersRuntime:
+        return cls(loaded.model, loaded.tokenizer, name=loaded.name, fingerprint=loaded.fingerprint,
+                   context_window=loaded.context_window)
 
     @property
     def num_layers(self) -> int:
@@ -52,6 +59,9 @@ class TransformersRuntime:
     @property
     def hidden_size(self) -> int:
         return hidden_size(self.model)
+
+    def details(self) -> dict[str, Any]:
+        return {"architecture": type(self.model).__name__, "torch_threads": torch.get_num_threads()}
 
     def hold(self) -> AbstractContextManager[None]:
         return hold_model(self.model)
