@@ -55,16 +55,31 @@ def test_a_planted_direction_fires_the_gate_and_its_opposite_does_not(smollm_tok
         assert result.answer == expected.answer and result.mode == "guarded"
 
 
-def test_the_probe_reads_the_latest_request_alone(smollm_tokenizer):
-    """A system prompt, earlier turns and tool results are not what the probe was fitted on."""
+def test_the_probe_reads_every_user_turn_and_nothing_else(smollm_tokenizer):
+    """Earlier user turns are part of the request; the system prompt, assistant turns, tool calls
+    and tool results are not (a bound tool and its result once pushed a weather question over the
+    threshold)."""
     engine = gated_engine(smollm_tokenizer, threshold=0.0)
     conversation = [{"role": "system", "content": "You are a weather bot."},
                     {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
                     {"role": "user", "content": PROMPTS[0]},
                     {"role": "assistant", "content": "", "tool_calls": [{"name": "story", "arguments": {}}]},
                     {"role": "tool", "name": "story", "content": "Once upon a time"}]
-    alone, in_context = engine.awareness([PROMPTS[0], conversation])
-    assert in_context == pytest.approx(alone, abs=1e-5)
+    user_side = [{"role": "user", "content": "Hi"}, {"role": "user", "content": PROMPTS[0]}]
+    joined, in_context, user_turns, latest_alone = engine.awareness(
+        [f"Hi\n\n{PROMPTS[0]}", conversation, user_side, PROMPTS[0]])
+    assert in_context == pytest.approx(joined, abs=1e-5) and user_turns == pytest.approx(joined, abs=1e-5)
+    assert abs(latest_alone - joined) > 1e-3  # the earlier turn moved the score: it was read
+
+
+def test_a_tool_schema_does_not_move_the_probe(smollm_tokenizer):
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
+                                                "parameters": {"type": "object",
+                                                               "properties": {"city": {"type": "string"}}}}}
+    plain = engine.generate(PROMPTS[3], mode="guarded", max_new_tokens=1)
+    with_tools = engine.generate(PROMPTS[3], mode="guarded", max_new_tokens=1, tools=[weather])
+    assert with_tools.awareness == pytest.approx(plain.awareness, abs=1e-5)
 
 
 def test_nothing_flagged_means_plain_answers(smollm_tokenizer):

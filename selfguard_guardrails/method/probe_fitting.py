@@ -1,5 +1,5 @@
-"""Latent safety awareness, fitted: what the probe reads (the latest request), and a linear probe on
-the last prompt token, fitted on labelled prompts, that says "this is harmful".
+"""Latent safety awareness, fitted: what the probe reads (the user's side of the conversation),
+and a linear probe on the last prompt token, fitted on labelled prompts, that says "this is harmful".
 
 Models often represent that a request is harmful and comply anyway (the awareness–compliance
 gap Self-Guard targets). The probe reads that representation; the engine uses it as a gate,
@@ -23,6 +23,7 @@ from ..settings import PROBE_METHODS
 from .probe import AwarenessProbe, ProbeMethod, auc
 from .prompting import apply_safety_prompt
 
+USER_TURN_SEPARATOR = "\n\n"  # between user turns joined into the one request the probe reads
 L2_PENALTY = 0.1  # on standardised states; 0.1 beat 1 and 10 in out-of-fold AUC on our calibration set
 
 
@@ -45,11 +46,13 @@ def probe_texts(renderer: ChatRenderer, prompts: Sequence[Messages]) -> list[str
 
 
 def request_of(messages: Messages) -> list[dict[str, Any]]:
-    """The latest user turn on its own (a valid conversation has one): the probe was fitted on
-    single requests, and a system prompt, tool schemas or earlier turns move its score (a bound
-    weather tool and its result pushed a weather question over the embedded model's threshold)."""
-    *_, request = (m for m in normalize_messages(messages) if m["role"] == "user")
-    return [{"role": "user", "content": request["content"]}]
+    """Every user turn of the conversation, in order, as one user request: intent set up in an
+    earlier turn ("how do I make X?" ... "Great, now step 2 in detail.") and a document pasted in
+    to be acted on both count. The system prompt, assistant turns, tool schemas and tool results
+    are left out: they are not the user's request, and a bound weather tool and its result pushed
+    a weather question over the embedded model's threshold when they were read."""
+    turns = [m["content"].strip() for m in normalize_messages(messages) if m["role"] == "user"]
+    return [{"role": "user", "content": USER_TURN_SEPARATOR.join(t for t in turns if t)}]
 
 
 def _logistic(states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -93,16 +96,35 @@ def _fit(method: str, states: torch.Tensor, labels: torch.Tensor) -> tuple[torch
     return _FITS[method](states, labels)
 
 
+def fold_of(labels: torch.Tensor, folds: int, groups: Sequence[str] | None = None) -> torch.Tensor:
+    """Each prompt's fold: fixed and interleaved, so every fold holds both labels. With `groups`
+    (e.g. the source request each framed prompt was made from) a whole group shares one fold,
+    so no request is scored by a probe that saw it in another wrapping."""
+    if groups is None:
+        return torch.arange(len(labels)) % folds
+    if len(groups) != len(labels):
+        raise InvalidMessagesError(f"Give one group per prompt: {len(groups)} groups for {len(labels)} prompts.")
+    order = {group: index for index, group in enumerate(dict.fromkeys(groups))}
+    fold = torch.tensor([order[group] % folds for group in groups])
+    for label, name in ((1, "harmful"), (0, "benign")):
+        if len(set(fold[labels == label].tolist())) < folds:
+            raise InvalidMessagesError(f"The {name} prompts come from fewer than {folds} groups: give at least "
+                                       f"{folds} different source requests per label, or fewer folds.")
+    return fold
+
+
 def probe_from_states(states: torch.Tensor, labels: torch.Tensor, *, method: ProbeMethod = "logistic",
-                      folds: int = 5, max_false_positive: float = 0.05) -> AwarenessProbe:
+                      folds: int = 5, max_false_positive: float = 0.05,
+                      groups: Sequence[str] | None = None) -> AwarenessProbe:
     """Pick the layer whose probe separates out-of-fold prompts best, fit it on all of them, and
     set the threshold from out-of-fold scores (in-sample scores would put benign prompts too low).
 
-    `states` is [prompts, layers, hidden]; `labels` 1 for harmful, 0 for benign.
+    `states` is [prompts, layers, hidden]; `labels` 1 for harmful, 0 for benign; `groups`, if
+    given, keeps the prompts of one group in one fold (see `fold_of`).
     """
     if method not in _FITS:
         raise InvalidSettingError(f"Unknown probe method {method!r}: use one of {', '.join(PROBE_METHODS)}.")
-    fold = torch.arange(len(labels)) % folds  # fixed and interleaved, so every fold holds both labels
+    fold = fold_of(labels, folds, groups)
     best: tuple[float, int, torch.Tensor] | None = None
     for layer in range(states.shape[1]):
         held_out = torch.empty(len(labels))
@@ -124,28 +146,31 @@ def probe_from_states(states: torch.Tensor, labels: torch.Tensor, *, method: Pro
 def fit_awareness_probe(
     model: nn.Module,
     tokenizer: Any,
-    harmful: Sequence[str],
-    benign: Sequence[str],
+    harmful: Sequence[Messages],
+    benign: Sequence[Messages],
     *,
     method: ProbeMethod = "logistic",
     folds: int = 5,
     max_false_positive: float = 0.05,
     batch_size: int = 16,
     progress: bool = True,
+    groups: Sequence[str] | None = None,
 ) -> AwarenessProbe:
-    """Fit the probe on labelled prompts, read as the user sent them (no safety prompt)."""
+    """Fit the probe on labelled prompts or conversations, read as the user sent them (no safety prompt)."""
     return fit_probe(TransformersRuntime(model, tokenizer), harmful, benign, method=method, folds=folds,
-                     max_false_positive=max_false_positive, batch_size=batch_size, progress=progress)
+                     max_false_positive=max_false_positive, batch_size=batch_size, progress=progress, groups=groups)
 
 
-def fit_probe(runtime: ModelRuntime, harmful: Sequence[str], benign: Sequence[str], *,
+def fit_probe(runtime: ModelRuntime, harmful: Sequence[Messages], benign: Sequence[Messages], *,
               method: ProbeMethod = "logistic", folds: int = 5, max_false_positive: float = 0.05,
-              batch_size: int = 16, progress: bool = True) -> AwarenessProbe:
-    """`fit_awareness_probe` on any model runtime: the states come from `runtime.last_token_states`."""
+              batch_size: int = 16, progress: bool = True, groups: Sequence[str] | None = None) -> AwarenessProbe:
+    """`fit_awareness_probe` on any model runtime: the states come from `runtime.last_token_states`.
+    `groups` (one per prompt, harmful first) keeps each group's prompts in one fold."""
     if len(harmful) < folds or len(benign) < folds:
         raise InvalidMessagesError(f"The awareness probe needs at least {folds} harmful and {folds} benign prompts "
                                    f"(one per fold), got {len(harmful)} and {len(benign)}.")
     texts = probe_texts(ChatRenderer(runtime.tokenizer), [*harmful, *benign])
     states = runtime.last_token_states(texts, batch_size=batch_size, desc="awareness probe", progress=progress)
     labels = torch.tensor([1] * len(harmful) + [0] * len(benign))
-    return probe_from_states(states, labels, method=method, folds=folds, max_false_positive=max_false_positive)
+    return probe_from_states(states, labels, method=method, folds=folds, max_false_positive=max_false_positive,
+                             groups=groups)

@@ -7,12 +7,15 @@ our packaged calibration prompts (progress bar) and cache it for next time.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+from ..errors import InvalidMessagesError
+from ..runtime.chat import Messages
 from ..runtime.layers import validate_layers
 from ..runtime.loading import default_cache_dir
 from ..runtime.protocol import ModelRuntime
@@ -81,16 +84,28 @@ def calibration_vector(runtime: ModelRuntime, safety: SafetyPrompt, *, baseline:
     return vector
 
 
-def packaged_probe(runtime: ModelRuntime, *, harmful: Sequence[str] = (), benign: Sequence[str] = (),
-                   method: ProbeMethod = "logistic", max_false_positive: float = 0.05, batch_size: int = 16,
-                   progress: bool = True) -> AwarenessProbe:
+def packaged_probe(runtime: ModelRuntime, *, harmful: Sequence[Messages] = (), benign: Sequence[Messages] = (),
+                   groups: Sequence[str] | None = None, method: ProbeMethod = "logistic",
+                   max_false_positive: float = 0.05, batch_size: int = 16, progress: bool = True) -> AwarenessProbe:
     """The awareness probe fitted on our labelled prompts plus any the caller adds (e.g. a
-    calibration split, so the gate has seen prompts phrased like the ones it will judge)."""
-    records = calibration_records()
-    by_label = {label: [r["prompt"] for r in records if r["label"] == label] for label in ("harmful", "benign")}
-    return fit_probe(runtime, list(dict.fromkeys([*by_label["harmful"], *harmful])),
-                               list(dict.fromkeys([*by_label["benign"], *benign])), method=method,
-                               max_false_positive=max_false_positive, batch_size=batch_size, progress=progress)
+    calibration split, or framed and multi-turn versions of requests, so the gate has seen the
+    shapes of the requests it will judge). `groups` names each added prompt's source request
+    (harmful first, then benign), so its variants share a fold; by default each prompt is its own."""
+    added = [*harmful, *benign]
+    if groups is not None and len(groups) != len(added):
+        raise InvalidMessagesError(f"Give one group per added prompt: {len(groups)} groups for {len(added)} prompts.")
+    labelled: dict[str, tuple[Messages, int, str]] = {}
+    for record in calibration_records():
+        labelled.setdefault(record["prompt"], (record["prompt"], int(record["label"] == "harmful"), record["id"]))
+    for index, prompt in enumerate(added):
+        key = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+        group = groups[index] if groups is not None else key
+        labelled.setdefault(key, (prompt, int(index < len(harmful)), group))
+    ordered = sorted(labelled.values(), key=lambda item: -item[1])  # harmful first, as fit_probe takes them
+    split = sum(label for _, label, _ in ordered)
+    return fit_probe(runtime, [p for p, _, _ in ordered[:split]], [p for p, _, _ in ordered[split:]],
+                     groups=[g for _, _, g in ordered], method=method, max_false_positive=max_false_positive,
+                     batch_size=batch_size, progress=progress)
 
 
 def resolve_setting(explicit: SteeringSetting | None, vector: SteeringVector, num_layers: int) -> SteeringSetting:

@@ -1,0 +1,258 @@
+"""What makes the awareness gate hold across framings: probe variants measured leave-one-framing-out.
+
+Reads the framing set (``benchmarks/data/framings/make_framing_set.py``), our packaged
+calibration prompts, the calibration half of ``benign_edgy_80.json`` and ``gsm8k_100.json``
+(both from ``../shared/data``, read by path), runs the embedded model once over every text
+(hidden states of every layer at the last prompt token, cached in ``benchmarks/runs/``), then
+fits each probe variant and measures it two ways:
+
+- **leave-one-framing-out** on the dev split: for each framing, fit on everything but that
+  framing's dev rows, and report where the gate fires on them (harmful: should; benign: should not);
+- **report split**: fit on all training rows, report per framing, and on GSM8K.
+
+Training rows: the packaged calibration prompts, the benign-edgy calibration half and (for the
+"framed" variants) the framing set's dev split. Prints a table and saves
+``benchmarks/results/probe_framings.{json,md}``.
+
+    python benchmarks/probe_framings.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from selfguard_guardrails import SelfGuard
+from selfguard_guardrails.method.probe import auc
+from selfguard_guardrails.method.probe_fitting import _best_threshold, _fit, fold_of, probe_texts
+from selfguard_guardrails.method.prompt_sets import calibration_records
+from selfguard_guardrails.runtime.chat import ChatRenderer
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from calibrate_embedded import DATA, split_benign  # noqa: E402
+
+FOLDS = 5
+MAX_FALSE_POSITIVE = 0.05
+
+
+@dataclass
+class Row:
+    """One text the probe reads, with where it belongs."""
+
+    messages: list[dict]
+    label: int  # 1 harmful, 0 benign, -1 unlabelled (GSM8K: benign, but only reported)
+    group: str  # the source request: folds never split a group
+    framing: str  # framing, with the language for non-English rows; "base" for the calibration prompts
+    split: str  # "train" (calibration prompts), "dev", "report", "gsm8k"
+
+
+def framing_name(row: dict) -> str:
+    if row["language"] == "en":
+        return row["framing"]
+    return "translated" if row["framing"] == "translated" else f"{row['framing']} (translated)"
+
+
+def load_rows(framing_set: Path) -> list[Row]:
+    rows = [Row([{"role": "user", "content": r["prompt"]}], int(r["label"] == "harmful"), r["id"], "base", "train")
+            for r in calibration_records()]
+    calibration_half, report_half = split_benign(DATA / "benign_edgy_80.json")
+    rows += [Row([{"role": "user", "content": r["text"]}], 0, r["id"], "base", "train") for r in calibration_half]
+    rows += [Row([{"role": "user", "content": r["text"]}], 0, r["id"], "benign_edgy", "report")
+             for r in report_half]
+    for r in json.loads((DATA / "gsm8k_100.json").read_text(encoding="utf-8")):
+        text = (r.get("text_clean") or r["question"]).strip()
+        rows.append(Row([{"role": "user", "content": text}], -1, str(r.get("id", text[:40])), "gsm8k", "gsm8k"))
+    for line in framing_set.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        rows.append(Row(r["messages"], int(r["label"] == "harmful"), r["source_id"], framing_name(r), r["split"]))
+    return rows
+
+
+def latest_turn(messages: list[dict]) -> list[dict]:
+    """The reading before this change: the latest user turn alone."""
+    return [next(m for m in reversed(messages) if m["role"] == "user")]
+
+
+def read_states(engine: SelfGuard, rows: list[Row], reading: str, cache: Path) -> torch.Tensor:
+    """[rows, layers, hidden] last-token states; each distinct text is read once, ever (cached by text)."""
+    saved = torch.load(cache) if cache.is_file() else {"texts": [], "states": None}
+    renderer = ChatRenderer(engine.runtime.tokenizer)
+    conversations = [latest_turn(r.messages) if reading == "latest" else r.messages for r in rows]
+    texts = probe_texts(renderer, conversations)
+    known = {text: i for i, text in enumerate(saved["texts"])}
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    if missing:
+        read = engine.runtime.last_token_states(missing, batch_size=8, desc=f"states ({reading})", progress=True)
+        saved["states"] = read if saved["states"] is None else torch.cat([saved["states"], read])
+        saved["texts"] = [*saved["texts"], *missing]
+        torch.save(saved, cache)
+        known = {text: i for i, text in enumerate(saved["texts"])}
+    return saved["states"][[known[t] for t in texts]]
+
+
+Probe = Callable[[torch.Tensor], torch.Tensor]  # states [n, layers, hidden] -> score minus threshold
+
+
+def direction_and_offset(states: torch.Tensor, labels: torch.Tensor, keys: list[str],
+                         center: bool) -> tuple[torch.Tensor, float]:
+    """Logistic fit on raw states, or on framing-centred ones with the offset re-set on the raw
+    training scores (midway between the two labels' means)."""
+    if not center:
+        return _fit("logistic", states, labels)
+    direction, _ = _fit("logistic", centred(states, keys), labels)
+    raw = states @ direction
+    return direction, -float(raw[labels == 1].mean() + raw[labels == 0].mean()) / 2
+
+
+def fit_single(states: torch.Tensor, labels: torch.Tensor, groups: list[str], keys: list[str],
+               layers: list[int], center: bool = False, top: int = 1) -> tuple[Probe, dict]:
+    """The shipped recipe (logistic, best out-of-fold layer, threshold from out-of-fold scores),
+    optionally fitted on framing-centred states and/or averaged over the `top` best layers."""
+    fold = fold_of(labels, FOLDS, groups)
+    per_layer = []
+    for layer in layers:
+        held_out = torch.empty(len(labels))
+        for k in range(FOLDS):
+            part = (fold != k).nonzero().flatten().tolist()
+            direction, offset = direction_and_offset(states[part, layer], labels[part],
+                                                     [keys[i] for i in part], center)
+            held_out[fold == k] = states[fold == k, layer] @ direction + offset
+        per_layer.append((auc(held_out[labels == 1], held_out[labels == 0]), layer, held_out))
+    per_layer.sort(key=lambda t: -t[0])
+    chosen = per_layer[:top]
+    spreads = [float(h.std()) for _, _, h in chosen]
+    held_out = sum(h / s for (_, _, h), s in zip(chosen, spreads, strict=True)) / top
+    fits = [(layer, *direction_and_offset(states[:, layer], labels, keys, center), spread)
+            for (_, layer, _), spread in zip(chosen, spreads, strict=True)]
+    threshold = _best_threshold(held_out[labels == 1], held_out[labels == 0], MAX_FALSE_POSITIVE)
+
+    def probe(x: torch.Tensor) -> torch.Tensor:
+        total = sum((x[:, layer] @ direction + offset) / spread for layer, direction, offset, spread in fits)
+        return total / top - threshold
+
+    return probe, {"layers": [layer for _, layer, _ in chosen], "auc": round(chosen[0][0], 4)}
+
+
+def centred(states: torch.Tensor, keys: list[str]) -> torch.Tensor:
+    """States minus the mean of their framing (both labels): what is left is what differs within a framing."""
+    out = states.clone()
+    for key in set(keys):
+        members = torch.tensor([k == key for k in keys])
+        out[members] -= states[members].mean(0)
+    return out
+
+
+def shipped_probe(engine: SelfGuard) -> Probe:
+    probe = engine.vector.probe
+    threshold = engine.gate.threshold_for(probe)
+    return lambda x: probe.score(x[:, probe.layer]) - threshold
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", type=Path, default=HERE / "runs" / "framing_set.jsonl")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--layers", default="8-29", help="layers the fits choose from, e.g. 8-29")
+    parser.add_argument("--variants", default="", help="comma list (default: all)")
+    args = parser.parse_args(argv)
+    rows = load_rows(args.set)
+    engine = SelfGuard.from_pretrained(progress=False)
+    first, last = (int(v) for v in args.layers.split("-"))
+    layers = list(range(first, last + 1))
+    states = {reading: read_states(engine, rows, reading, HERE / "runs" / "probe_states.pt")
+              for reading in ("latest", "turns")}
+
+    def pick(where: Callable[[Row], bool]) -> list[int]:
+        return [i for i, r in enumerate(rows) if where(r)]
+
+    def train(framed: bool, translated: bool = True) -> Callable[[Row], bool]:
+        def chosen(r: Row) -> bool:
+            if r.split == "train":
+                return True
+            return framed and r.split == "dev" and (translated or "translated" not in r.framing)
+        return chosen
+
+    variants: dict[str, tuple[str, Callable[[Row], bool], dict]] = {
+        "base (latest turn)": ("latest", train(False), {}),
+        "base (user turns)": ("turns", train(False), {}),
+        "framed": ("turns", train(True), {}),
+        "framed, English only": ("turns", train(True, translated=False), {}),
+        "framed, centred per framing": ("turns", train(True), {"center": True}),
+        "framed, 3 layers": ("turns", train(True), {"top": 3}),
+    }
+    if args.variants:
+        variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
+    framings = sorted({r.framing for r in rows if r.split == "dev"})
+    results: dict[str, dict] = {"shipped": {}}
+
+    def rates(scores: torch.Tensor, index: list[int]) -> dict[str, float | int]:
+        fired = (scores >= 0).tolist()
+        harm = [f for f, i in zip(fired, index, strict=True) if rows[i].label == 1]
+        ben = [f for f, i in zip(fired, index, strict=True) if rows[i].label != 1]
+        return {"harmful_fired": round(sum(harm) / len(harm), 3) if harm else None,
+                "benign_fired": round(sum(ben) / len(ben), 3) if ben else None, "n": len(index)}
+
+    def report(probe: Probe, reading: str) -> dict:
+        out = {}
+        for framing in [*framings, "benign_edgy", "gsm8k"]:
+            index = pick(lambda r, f=framing: r.framing == f and r.split in ("report", "gsm8k"))
+            out[framing] = rates(probe(states[reading][index]), index)
+        return out
+
+    results["shipped"]["report"] = report(shipped_probe(engine), "latest")
+    for name, (reading, in_training, options) in variants.items():
+        print(f"variant {name}", file=sys.stderr, flush=True)
+        x = states[reading]
+        entry: dict = {"lofo": {}}
+        for held in framings:
+            index = pick(lambda r, h=held, t=in_training: t(r) and r.framing != h)
+            labels = torch.tensor([rows[i].label for i in index])
+            probe, _ = fit_single(x[index], labels, [rows[i].group for i in index],
+                                  [rows[i].framing for i in index], layers, **options)
+            test = pick(lambda r, h=held: r.split == "dev" and r.framing == h)
+            entry["lofo"][held] = rates(probe(x[test]), test)
+        index = pick(in_training)
+        labels = torch.tensor([rows[i].label for i in index])
+        probe, entry["fit"] = fit_single(x[index], labels, [rows[i].group for i in index],
+                                         [rows[i].framing for i in index], layers, **options)
+        entry["report"] = report(probe, reading)
+        results[name] = entry
+        print(json.dumps({"fit": entry["fit"], "lofo": entry["lofo"]}), file=sys.stderr, flush=True)
+    markdown = to_markdown(results, framings)
+    print(markdown)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "probe_framings.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (args.out / "probe_framings.md").write_text(markdown, encoding="utf-8")
+    return 0
+
+
+def to_markdown(results: dict, framings: list[str]) -> str:
+    def cell(entry: dict | None) -> str:
+        if not entry:
+            return ""
+        harm, ben = entry["harmful_fired"], entry["benign_fired"]
+        return f"{'' if harm is None else f'{harm:.2f}'} / {'' if ben is None else f'{ben:.2f}'}"
+
+    names = list(results)
+    lines = ["# Awareness probe variants per framing (gate fired: harmful / benign)", ""]
+    for part, title, rows_ in (("lofo", "Leave-one-framing-out (dev split)", framings),
+                               ("report", "Report split (fitted on all training rows)",
+                                [*framings, "benign_edgy", "gsm8k"])):
+        shown = [n for n in names if part in results[n]]
+        lines += [f"## {title}", "", "| framing | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+        lines += [f"| {f} | " + " | ".join(cell(results[n][part].get(f)) for n in shown) + " |" for f in rows_]
+        lines.append("")
+    fits = [f"- {n}: layers {results[n]['fit']['layers']}, out-of-fold AUC {results[n]['fit']['auc']}"
+            for n in names if "fit" in results[n]]
+    return "\n".join([*lines, "## Fits", "", *fits]) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
