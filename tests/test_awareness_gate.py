@@ -303,3 +303,39 @@ def test_render_in_guarded_mode_shows_what_the_gate_decides(smollm_tokenizer):
     assert safety in fires.render("Hello") and safety not in never.render("Hello")
     assert never.render("Hello") == never.render("Hello", mode="plain")
     assert safety in never.render_applied("Hello", "guarded")  # the text a fired gate would send
+
+
+def test_grouped_folds_keep_a_source_request_in_one_fold():
+    from selfguard_guardrails.method.probe_fitting import fold_of
+
+    labels = torch.tensor([1] * 12 + [0] * 12)
+    groups = [f"h{i // 2}" for i in range(12)] + [f"b{i // 3}" for i in range(12)]  # 6 harmful, 4 benign sources
+    fold = fold_of(labels, 3, groups)
+    for group in set(groups):
+        assert len({int(fold[i]) for i, g in enumerate(groups) if g == group}) == 1
+    for k in range(3):
+        assert {int(label) for label in labels[fold == k]} == {0, 1}
+    with pytest.raises(InvalidMessagesError, match="fewer than 5 groups"):
+        fold_of(labels, 5, groups)
+    assert torch.equal(fold_of(labels, 3), torch.arange(24) % 3)
+
+
+def test_a_probe_set_adds_labelled_conversations_with_their_source_as_group(tmp_path):
+    import argparse
+    import json
+
+    from selfguard_guardrails.cli.calibrate import _probe_sets
+
+    rows = [{"id": f"{s}/{f}", "source_id": s, "label": label, "framing": f,
+             "messages": [{"role": "user", "content": f"{s} in {f}"}, {"role": "assistant", "content": "Ok."},
+                          {"role": "user", "content": "Continue."}]}
+            for s, label in (("h-1", "harmful"), ("b-1", "benign")) for f in ("direct", "fiction")]
+    path = tmp_path / "probe.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    args = argparse.Namespace(probe_set=[str(path)], probe_group=None, probe="refit")
+    harmful, benign, groups = _probe_sets(args)
+    assert [m[0]["content"] for m in harmful] == ["h-1 in direct", "h-1 in fiction"]
+    assert [m[-1]["content"] for m in benign] == ["Continue.", "Continue."]
+    assert groups == [f"{path}:h-1", f"{path}:h-1", f"{path}:b-1", f"{path}:b-1"]
+    with pytest.raises(InvalidSettingError, match="--probe refit"):
+        _probe_sets(argparse.Namespace(probe_set=[str(path)], probe_group=None, probe="keep"))

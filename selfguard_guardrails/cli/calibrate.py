@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidSettingError
+from ..runtime.chat import Messages
 from ..settings import PROBE_METHODS
 from .engine_setup import load_engine
 from .judging import build_judge, parse_where
@@ -80,6 +81,13 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
                       help="refit (default): fit the awareness probe again on the packaged labelled prompts plus "
                            "these harmful and benign ones, so the gate has seen prompts like those it will judge; "
                            "keep: use the vector's probe as it is")
+    grid.add_argument("--probe-set", action="append", default=[], metavar="FILE",
+                      help="more labelled prompts or conversations for a refitted probe only (a label column, "
+                           "harmful/benign; prompt or messages), e.g. the same requests in other framings and "
+                           "languages on both sides (repeatable); the setting is still chosen on --harmful/--benign")
+    grid.add_argument("--probe-group", metavar="COLUMN",
+                      help="the --probe-set column naming each row's source request, so its variants share a fold "
+                           "when the probe picks its layer and threshold (default: source_id when the file has it)")
     grid.add_argument("--probe-method", choices=PROBE_METHODS, default="logistic",
                       help="how a refitted probe is fitted (default logistic)")
     grid.add_argument("--gate-false-positive", type=finite_float("--gate-false-positive", minimum=0), default=0.05,
@@ -119,6 +127,32 @@ def _prompt_sets(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return harmful, benign
 
 
+def _probe_sets(args: argparse.Namespace) -> tuple[list[Messages], list[Messages], list[str]]:
+    """The --probe-set rows: harmful and benign inputs, and each one's group (harmful first)."""
+    from ..evaluation.datasets import read_eval_file, split_by_label
+
+    if args.probe_set and args.probe != "refit":
+        raise InvalidSettingError("--probe-set adds prompts to a refitted probe: drop it, or use --probe refit.")
+    harmful: list[Messages] = []
+    benign: list[Messages] = []
+    harmful_groups: list[str] = []
+    benign_groups: list[str] = []
+    for path in args.probe_set:
+        column = args.probe_group or ("source_id" if _has_column(path, "source_id") else None)
+        sets = split_by_label(read_eval_file(path, group_by=column), path)
+        for name, inputs, groups in (("harmful", harmful, harmful_groups), ("benign", benign, benign_groups)):
+            for item in sets.get(name, []):
+                inputs.append(item.model_input)
+                groups.append(f"{path}:{item.meta[column] if column else item.id}")
+    return harmful, benign, [*harmful_groups, *benign_groups]
+
+
+def _has_column(path: str, name: str) -> bool:
+    from ..evaluation.datasets import file_columns
+
+    return name in file_columns(path)
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..calibration.grid import DEFAULT_STRENGTHS, build_grid, default_windows, searched_modes
     from ..calibration.report import write_report
@@ -144,9 +178,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.probe == "refit" and has_probe:
         from ..method.resolve import packaged_probe
 
-        probe = packaged_probe(engine.runtime, harmful=harmful, benign=benign, method=args.probe_method,
-                               max_false_positive=args.gate_false_positive, batch_size=args.batch_size,
-                               progress=not args.quiet)
+        extra_harmful, extra_benign, groups = _probe_sets(args)
+        probe = packaged_probe(engine.runtime, harmful=[*harmful, *extra_harmful], benign=[*benign, *extra_benign],
+                               groups=[*harmful, *groups[: len(extra_harmful)], *benign, *groups[len(extra_harmful):]],
+                               method=args.probe_method, max_false_positive=args.gate_false_positive,
+                               batch_size=args.batch_size, progress=not args.quiet)
         engine.use_vector(dataclasses.replace(engine.vector, probe=probe))
     grid = build_grid(engine.num_layers, modes=modes, scopes=scopes,
                       windows=args.window or default_windows(engine.num_layers, args.width),

@@ -1,8 +1,11 @@
-"""Read evaluation sets (HarmBench, StrongREJECT, XSTest, JailbreakBench, GSM8K-style, plain prompts).
+"""Read evaluation sets (HarmBench, StrongREJECT, XSTest, JailbreakBench, GSM8K-style, plain prompts,
+whole conversations).
 
 Benchmarks ship as CSV, JSON or JSONL with their own column names. This module turns any of them
 into one list of `EvalItem`, so a runner needs no per-benchmark code: the layout is told from the
-columns, or the user names the prompt column (`--column`) when it cannot be.
+columns, or the user names the prompt column (`--column`) when it cannot be. A `messages` column
+holds a whole conversation (earlier turns, then the latest user turn), which is what the model
+then reads: the gate has to be measured on multi-turn and retrieved-text framings too.
 """
 
 from __future__ import annotations
@@ -12,24 +15,27 @@ import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import CorruptFileError, InvalidSettingError
+from ..errors import CorruptFileError, InvalidMessagesError, InvalidSettingError
+from ..runtime.chat import Messages, normalize_messages
 
 logger = logging.getLogger(__name__)
 
-LAYOUTS = ("harmbench", "strongreject", "xstest", "jailbreakbench", "gsm8k", "prompt", "text")
+LAYOUTS = ("harmbench", "strongreject", "xstest", "jailbreakbench", "gsm8k", "prompt", "text", "messages")
 SUFFIXES = (".csv", ".json", ".jsonl")
 
 _PROMPT_COLUMN = {"harmbench": "Behavior", "strongreject": "forbidden_prompt", "xstest": "prompt",
                   "jailbreakbench": "Goal", "prompt": "prompt", "text": "text"}
 _META_COLUMNS = {"harmbench": ("FunctionalCategory", "SemanticCategory"), "strongreject": ("category",),
                  "xstest": ("type",), "jailbreakbench": ("Category", "Behavior"), "gsm8k": (),
-                 "prompt": ("category",), "text": ("category",)}
+                 "prompt": ("category",), "text": ("category",), "messages": ("category",)}
 _ID_COLUMNS = ("BehaviorID", "id", "ID", "Index", "behavior_id", "question_id")
 _LABELS = {"unsafe": "harmful", "harmful": "harmful", "safe": "benign", "benign": "benign"}
 _WRAPPER_KEYS = ("data", "rows", "examples", "items", "records")
+MESSAGES_COLUMN = "messages"
+DEFAULT_GROUP = "framing"  # the column `selfguard eval` groups by when every row has it
 
 Row = dict[str, str]
 
@@ -43,6 +49,12 @@ class EvalItem:
     label: str | None = None
     target_answer: str | None = None
     meta: dict[str, str] = field(default_factory=dict, hash=False)
+    messages: tuple[dict[str, str], ...] | None = field(default=None, hash=False)  # then `prompt` is its last user turn
+
+    @property
+    def model_input(self) -> Messages:
+        """What the model reads: the conversation when the row has one, else the prompt."""
+        return list(self.messages) if self.messages else self.prompt
 
 
 def _has_layout(layout: str, columns: set[str]) -> bool:
@@ -50,6 +62,8 @@ def _has_layout(layout: str, columns: set[str]) -> bool:
         return "target_answer" in columns and bool({"text_clean", "question"} & columns)
     if layout == "xstest":
         return {"prompt", "label"} <= columns
+    if layout == "messages":
+        return MESSAGES_COLUMN in columns
     return _PROMPT_COLUMN[layout] in columns
 
 
@@ -64,7 +78,8 @@ def detect_layout(columns: Sequence[str]) -> str:
             return layout
     raise InvalidSettingError(
         f"Could not tell the evaluation layout from the columns {list(columns)}: expected one of "
-        "Behavior, forbidden_prompt, prompt+label, Goal, text_clean/question+target_answer, prompt or text. "
+        "Behavior, forbidden_prompt, prompt+label, Goal, text_clean/question+target_answer, prompt, text or "
+        "messages. "
         "Name the prompt column with --column."
     )
 
@@ -153,9 +168,15 @@ def _read_rows(path: Path) -> tuple[list[str], list[Row]]:
     return columns, rows
 
 
+def _latest_user_turn(messages: Sequence[Mapping[str, str]]) -> str:
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user").strip()
+
+
 def _prompt(layout: str | None, row: Row, column: str | None) -> str:
     if column is not None:
         return row.get(column, "").strip()
+    if layout == "messages":
+        return ""  # a row of a conversation file without its conversation has nothing to send
     if layout == "gsm8k":
         return (row.get("text_clean", "").strip() or row.get("question", "")).strip()
     prompt = row.get(_PROMPT_COLUMN[layout or "prompt"], "").strip()
@@ -163,21 +184,50 @@ def _prompt(layout: str | None, row: Row, column: str | None) -> str:
     return f"{context}\n\n{prompt}" if context and prompt else prompt
 
 
-def _item(layout: str | None, row: Row, index: int, stem: str, prompt: str) -> EvalItem:
+def _messages(row: Row, path: Path, index: int) -> tuple[dict[str, str], ...] | None:
+    """The row's conversation (None without one), checked as the engine will check it, so a bad
+    row stops the run before the model loads instead of halfway through."""
+    cell = row.get(MESSAGES_COLUMN, "").strip()
+    if not cell:
+        return None
+    fix = ('give "messages" as a list of {"role": "user"|"assistant"|"system", "content": "text"} objects '
+           "with the latest user turn last")
+    try:
+        parsed = json.loads(cell)  # JSON rows arrive re-serialised by `_text`; a CSV cell holds JSON text
+    except json.JSONDecodeError:
+        parsed = cell
+    if not isinstance(parsed, list):
+        raise CorruptFileError(f"{path} row index {index}: the messages cell is not a list ({cell!r:.60}); {fix}.")
+    try:
+        messages = normalize_messages(parsed)
+    except InvalidMessagesError as error:
+        raise CorruptFileError(f"{path} row index {index}: malformed messages ({error}); {fix}.") from None
+    if messages[-1]["role"] != "user":
+        raise CorruptFileError(f"{path} row index {index}: the conversation ends with a {messages[-1]['role']} "
+                               f"turn, so there is nothing to answer; {fix}.")
+    return tuple({"role": m["role"], "content": m["content"]} for m in messages)
+
+
+def _item(layout: str | None, row: Row, index: int, stem: str, prompt: str,
+          messages: tuple[dict[str, str], ...] | None, group_by: str) -> EvalItem:
     item_id = next((row[key].strip() for key in _ID_COLUMNS if row.get(key, "").strip()), f"{stem}-{index}")
-    meta = {key: row[key] for key in _META_COLUMNS.get(layout or "", ()) if row.get(key, "").strip()}
+    kept = (*_META_COLUMNS.get(layout or "", ()), group_by)
+    meta = {key: row[key] for key in kept if row.get(key, "").strip()}
     meta["layout"] = layout or "column"
     target = row.get("target_answer", "").strip() or None
     return EvalItem(id=item_id, prompt=prompt, label=_LABELS.get(row.get("label", "").strip().lower()),
-                    target_answer=target, meta=meta)
+                    target_answer=target, meta=meta, messages=messages)
 
 
 def read_eval_file(path: str | Path, *, column: str | None = None, layout: str | None = None,
-                   limit: int | None = None, where: Mapping[str, str] | None = None) -> list[EvalItem]:
+                   limit: int | None = None, where: Mapping[str, str] | None = None,
+                   group_by: str | None = None) -> list[EvalItem]:
     """Items of an evaluation file, filtered by `where` (column == value) and cut to `limit`.
 
-    `column` names the prompt column and wins over the layout's own; rows with an empty prompt
-    are skipped with a warning so one blank cell does not stop a long run.
+    `column` names the prompt column and wins over the layout's own; a row's `messages`, when it
+    has them, win over both (its prompt is then the latest user turn). Rows with an empty prompt
+    are skipped with a warning so one blank cell does not stop a long run. `group_by` (default
+    `framing`) is a column copied into each item's `meta`, for per-group metrics.
     """
     path = Path(path)
     if limit is not None and limit < 1:
@@ -186,7 +236,7 @@ def read_eval_file(path: str | Path, *, column: str | None = None, layout: str |
         raise InvalidSettingError(f"Unknown evaluation layout {layout!r}: use one of {', '.join(LAYOUTS)}.")
     columns, rows = _read_rows(path)
     found = set(columns)
-    for name in [column, *(where or {})]:
+    for name in [column, group_by, *(where or {})]:
         if name is not None and name not in found:
             raise InvalidSettingError(f"{path} has no column {name!r}; its columns are {columns}.")
     if layout is not None and not _has_layout(layout, found):
@@ -209,13 +259,14 @@ def read_eval_file(path: str | Path, *, column: str | None = None, layout: str |
     seen: set[str] = set()
     skipped: list[int] = []
     for index, row in kept:
-        prompt = _prompt(layout, row, column)
+        messages = _messages(row, path, index)
+        prompt = _latest_user_turn(messages) if messages else _prompt(layout, row, column)
         if not prompt:
             skipped.append(index)
             continue
-        item = _item(layout, row, index, path.stem, prompt)
+        item = _item(layout, row, index, path.stem, prompt, messages, group_by or DEFAULT_GROUP)
         if item.id in seen:  # duplicate ids in the file would merge results; keep each row apart
-            item = EvalItem(f"{item.id}-{index}", item.prompt, item.label, item.target_answer, item.meta)
+            item = replace(item, id=f"{item.id}-{index}")
         seen.add(item.id)
         items.append(item)
         if limit is not None and len(items) >= limit:
@@ -225,3 +276,27 @@ def read_eval_file(path: str | Path, *, column: str | None = None, layout: str |
     if not items:
         raise CorruptFileError(f"{path}: every selected row has an empty prompt, so it has no rows to evaluate.")
     return items
+
+
+def file_columns(path: str | Path) -> list[str]:
+    """The columns of an evaluation file, so a caller can choose an optional one before reading it."""
+    return _read_rows(Path(path))[0]
+
+
+def split_by_label(items: Sequence[EvalItem], path: str | Path) -> dict[str, list[EvalItem]]:
+    """The harmful and benign sets of one labelled file (`label` harmful/benign or unsafe/safe), so a
+    set built with both labels side by side, framing by framing, can be run as it is."""
+    unlabelled = [item.id for item in items if item.label is None]
+    if unlabelled:
+        raise InvalidSettingError(
+            f"{path}: {len(unlabelled)} row(s) have no label harmful/benign (or unsafe/safe), e.g. {unlabelled[:3]}: "
+            "fill in the label column, drop those rows with --where, or pass the file as --harmful or --benign."
+        )
+    return {name: chosen for name in ("harmful", "benign") if (chosen := [i for i in items if i.label == name])}
+
+
+def default_group(sets: Mapping[str, Sequence[EvalItem]]) -> str | None:
+    """`framing` when every harmful and benign item has one (the framing set does), else None:
+    a partial grouping would hide rows in a group of their own."""
+    items = [item for name, chosen in sets.items() if name in ("harmful", "benign") for item in chosen]
+    return DEFAULT_GROUP if items and all(DEFAULT_GROUP in item.meta for item in items) else None

@@ -8,6 +8,7 @@ Rates are drawn with their 95 % Wilson intervals, since small benchmarks make th
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,9 @@ def write_eval_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     - `rates.png` (always): harmful refusal, benign refusal and degeneration per mode;
     - `awareness_gap.png` (the vector has a probe): aware, complied and aware-and-complied;
     - `utility.png` (a utility set was run, `--utility`): utility accuracy;
-    - `benign_kl.png` (a benign set was run): benign next-token KL from plain, in nats.
+    - `benign_kl.png` (a benign set was run): benign next-token KL from plain, in nats;
+    - `refusal_by_<column>.png` (the report has `groups`): harmful and benign refusal per group,
+      one bar per mode.
 
     A plot whose metrics are absent is removed if an earlier run left one, so the PNGs always
     match metrics.json. Returns the paths written, in the order above.
@@ -103,7 +106,29 @@ def write_eval_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     optional("awareness_gap.png", [e.get("awareness_compliance_gap") or None for e in entries], gap)
     optional("utility.png", [e.get("utility_accuracy") for e in entries], accuracy, small)
     optional("benign_kl.png", [e.get("benign_next_token_kl") for e in entries], kl, small)
-    return written
+    grouped = _group_plot(report["groups"], out_dir) if report.get("groups") else None
+    for stale in out_dir.glob("refusal_by_*.png"):
+        if stale != grouped:
+            stale.unlink()
+    return [*written, grouped] if grouped else written
+
+
+def _group_plot(groups: dict[str, Any], out_dir: Path) -> Path | None:
+    """Harmful and benign refusal per group, one bar per mode, one panel per set that was run:
+    where a framing slips past a mode shows as a short bar in the harmful panel."""
+    by_mode: dict[str, dict[str, dict[str, Any]]] = groups["modes"]
+    names = list(dict.fromkeys(name for entries in by_mode.values() for name in entries))
+    panels = [(label, key) for label, key in RATES[:2]
+              if any((entry.get(key) or {}).get("total") for entries in by_mode.values() for entry in entries.values())]
+    if not names or not panels:
+        return None
+    figure = _figure(3.5 + 0.5 * len(names) * len(by_mode), 3.2 * len(panels))
+    for index, (label, key) in enumerate(panels, start=1):
+        series = [(mode, [entries.get(name, {}).get(key) for name in names]) for mode, entries in by_mode.items()]
+        _rate_bars(figure.add_subplot(len(panels), 1, index), names, series,
+                   f"{label.capitalize()} per {groups['column']} (95 % Wilson intervals)")
+    column = re.sub(r"[^\w-]+", "_", groups["column"]).strip("_") or "group"
+    return _save(figure, out_dir / f"refusal_by_{column}.png")
 
 
 def heatmap(values: Sequence[Sequence[float]] | np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],

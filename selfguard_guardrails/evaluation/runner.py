@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,20 @@ from tqdm.auto import tqdm
 
 from ..errors import CorruptFileError, InvalidSettingError
 from ..method.probe import auc
+from ..runtime.chat import Messages
 from ..settings import Mode
 from .datasets import EvalItem
 from .judges import degeneration, is_refusal
-from .metrics import awareness_compliance_gap, is_correct_answer, next_token_kl, rate
+from .metrics import (
+    awareness_compliance_gap,
+    group_rates,
+    is_correct_answer,
+    next_token_kl,
+    rate,
+    readability_rates,
+)
 from .plots import write_eval_plots
+from .readability import echoes_instruction, instruction_texts, trails_in_fragments
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +89,7 @@ class EvalRun:
     batch_size: int = 8
     judge: Judge = keyword_judge
     progress: bool = True
+    group_by: str | None = None  # an item meta column to break the rates down by (e.g. "framing")
     records: list[dict[str, Any]] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)  # the PNGs the last `metrics` wrote (see plots.py)
 
@@ -130,7 +140,7 @@ class EvalRun:
         tmp.replace(path)
 
     def _judge_batch(self, name: str, mode: str, items: list[EvalItem]) -> list[dict[str, Any]]:
-        results = self.engine.batch([i.prompt for i in items], mode=mode, max_new_tokens=self.max_new_tokens)
+        results = self.engine.batch([i.model_input for i in items], mode=mode, max_new_tokens=self.max_new_tokens)
         records, judge = [], judge_name(self.judge)
         for item, result in zip(items, results, strict=True):
             broken = degeneration(result.answer)
@@ -139,21 +149,37 @@ class EvalRun:
                 "reasoning": result.reasoning, "refused": self.judge(item.prompt, result.answer), "judge": judge,
                 "degenerate": broken.degenerate, "degeneration": broken.reason, "awareness": result.awareness,
                 "output_tokens": result.usage.output_tokens,
-                "seconds": result.timings.total_seconds / len(items),
+                "seconds": result.timings.total_seconds / len(items), "meta": dict(item.meta),
             }
+            if item.messages:
+                record["messages"] = list(item.messages)
+            self._add_readability(record)
             if item.target_answer is not None:
                 record["target_answer"] = item.target_answer
                 record["correct"] = is_correct_answer(result.answer, item.target_answer)
             records.append(record)
         return records
 
+    def _add_readability(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Fill in `echo` and `fragments` (see readability.py) where a record lacks them: records of
+        runs made before they existed are judged when the metrics are computed."""
+        texts = instruction_texts(self.engine.safety_prompt)
+        if "echo" not in record:
+            record["echo"] = echoes_instruction(record["answer"], texts)
+        if "fragments" not in record:
+            record["fragments"] = bool(record["refused"]) and trails_in_fragments(record["answer"], texts)
+        return record
+
     def metrics(self, sets: dict[str, list[EvalItem]]) -> dict[str, Any]:
-        """Per-mode rates with Wilson intervals, utility, the awareness–compliance gap and costs."""
+        """Per-mode rates with Wilson intervals, utility, the awareness–compliance gap, readability,
+        costs, and with `group_by` the rates per group."""
         wanted = {name: {i.id for i in items} for name, items in sets.items()}
-        rows = [r for r in self.records if r["mode"] in self.modes and r["id"] in wanted.get(r["set"], ())]
-        harmful = [i.prompt for i in sets.get("harmful", [])]
+        rows = [self._add_readability(r) for r in self.records
+                if r["mode"] in self.modes and r["id"] in wanted.get(r["set"], ())]
+        harmful_items = sets.get("harmful", [])
+        harmful = [i.model_input for i in harmful_items]
         awareness = self.engine.awareness(harmful) if harmful and self._has_probe() else None
-        benign = [i.prompt for i in sets.get("benign", [])]
+        benign = [i.model_input for i in sets.get("benign", [])]
         report: dict[str, Any] = {"modes": {}, "counts": {k: len(v) for k, v in sets.items()},
                                   "max_new_tokens": self.max_new_tokens, "judge": judge_name(self.judge)}
         if awareness is not None and benign:
@@ -168,6 +194,7 @@ class EvalRun:
                 "harmful_refusal": rate(r["refused"] for r in of("harmful")).as_dict(),
                 "benign_refusal": rate(r["refused"] for r in of("benign")).as_dict(),
                 "degeneration": rate(r["degenerate"] for r in mine).as_dict(),
+                **readability_rates(mine),
                 "tokens_per_prompt": sum(r["output_tokens"] for r in mine) / max(len(mine), 1),
                 "seconds_per_prompt": sum(r["seconds"] for r in mine) / max(len(mine), 1),
             }
@@ -177,14 +204,29 @@ class EvalRun:
             if benign:
                 entry["benign_next_token_kl"] = self._benign_kl(benign, mode)
             if awareness is not None:
-                by_prompt = {r["prompt"]: r["refused"] for r in of("harmful")}
-                refused = [by_prompt.get(p, False) for p in harmful]
+                by_id = {r["id"]: r["refused"] for r in of("harmful")}
+                refused = [by_id.get(i.id, False) for i in harmful_items]
                 entry["awareness_compliance_gap"] = awareness_compliance_gap(awareness, refused).as_dict()
             report["modes"][mode] = entry
+        if self.group_by:
+            report["groups"] = self._groups(rows, sets)
         (self.out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (self.out_dir / "report.md").write_text(markdown_table(report), encoding="utf-8")
         self.plots = write_eval_plots(report, self.out_dir)
         return report
+
+    def _groups(self, rows: list[dict[str, Any]], sets: dict[str, list[EvalItem]]) -> dict[str, Any]:
+        """Rates per value of the `group_by` column, per mode. The groups come from the items, not
+        the records, so records written before the column was read are grouped too."""
+        column = self.group_by
+        assert column is not None
+        group = {(name, i.id): i.meta.get(column) for name, items in sets.items() for i in items}
+
+        def group_of(record: Mapping[str, Any]) -> str | None:
+            return group.get((record["set"], record["id"]))
+
+        return {"column": column, "modes": {mode: group_rates([r for r in rows if r["mode"] == mode], group_of)
+                                            for mode in self.modes}}
 
     def _probe_summary(self, harmful: list[float], benign: list[float]) -> dict[str, Any]:
         """How well the gate's probe separates these sets: AUC and the share its threshold flags."""
@@ -194,7 +236,7 @@ class EvalRun:
                 "harmful_flagged": rate(s >= 0 for s in harmful).as_dict(),
                 "benign_flagged": rate(s >= 0 for s in benign).as_dict()}
 
-    def _benign_kl(self, prompts: list[str], mode: str) -> float:
+    def _benign_kl(self, prompts: list[Messages], mode: str) -> float:
         """Mean next-token KL from plain; in `guarded` mode, flagged prompts are read as Self-Guard
         with the gate's full λ and the rest as the gate's `below` mode (plain: 0)."""
         if mode != Mode.GUARDED.value:
@@ -224,7 +266,8 @@ def _cell(entry: dict[str, Any], key: str) -> str:
 def markdown_table(report: dict[str, Any]) -> str:
     """The headline table: one row per mode."""
     columns = [("harmful refusal", "harmful_refusal"), ("benign refusal", "benign_refusal"),
-               ("degenerate", "degeneration"), ("utility accuracy", "utility_accuracy"),
+               ("degenerate", "degeneration"), ("instruction echo", "instruction_echo"),
+               ("refusal fragments", "refusal_fragments"), ("utility accuracy", "utility_accuracy"),
                ("benign KL (nats)", "benign_next_token_kl"), ("tokens/prompt", "tokens_per_prompt"),
                ("s/prompt", "seconds_per_prompt")]
     lines = ["| mode | " + " | ".join(c for c, _ in columns) + " |",
@@ -242,4 +285,40 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines += ["", "Awareness–compliance gap on the harmful set (probe says harmful, answer complied):", ""]
         lines += [f"- {mode}: {gap['aware_and_complied']['rate']:.1%} "
                   f"(aware {gap['aware']['rate']:.1%}, complied {gap['complied']['rate']:.1%})" for mode, gap in gaps]
+    if report.get("groups"):
+        lines += ["", *group_table(report["groups"])]
     return "\n".join(lines) + "\n"
+
+
+_GROUP_RATES = (("harmful refused", "harmful_refusal"), ("benign refused", "benign_refusal"),
+                ("degenerate", "degeneration"))
+_GATE_RATES = (("harmful: gate fired", "harmful_gate_fired"), ("benign: gate fired", "benign_gate_fired"))
+
+
+def _short(entry: dict[str, Any] | None) -> str:
+    return "–" if not entry or not entry["total"] else f"{entry['rate']:.0%} ({entry['count']}/{entry['total']})"
+
+
+def group_table(groups: dict[str, Any]) -> list[str]:
+    """Per group, each rate across the modes as `plain → guarded`, so a framing that one mode fixes
+    and another does not reads along one row; then the gate's firing share for each mode that has
+    probe scores (`guarded`). A rate no group has (no benign set) gets no column."""
+    by_mode: dict[str, dict[str, dict[str, Any]]] = groups["modes"]
+    modes = list(by_mode)
+    names = list(dict.fromkeys(name for entries in by_mode.values() for name in entries))
+
+    def cell(mode: str, name: str, key: str) -> str:
+        return _short(by_mode[mode].get(name, {}).get(key))
+
+    def measured(mode: str, key: str) -> bool:
+        return any((entry.get(key) or {}).get("total") for entry in by_mode[mode].values())
+
+    columns = [(label, key, modes) for label, key in _GROUP_RATES if any(measured(m, key) for m in modes)]
+    columns += [(f"{label} ({mode})", key, [mode]) for label, key in _GATE_RATES for mode in modes
+                if measured(mode, key)]
+    lines = [f"Per {groups['column']} ({' → '.join(modes)}):", "",
+             f"| {groups['column']} | " + " | ".join(label for label, _, _ in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(" → ".join(cell(m, name, key) for m in shown) for _, key, shown in columns)
+              + " |" for name in names]
+    return lines
