@@ -119,6 +119,10 @@ class SteeringSetting:
     # Steered answers only. Steering strong enough to make a small model refuse also keeps it
     # from stopping (it repeats its refusal); penalising repeats lets it end instead.
     repetition_penalty: float = 1.0
+    # Steered answers only: end the answer after its first sentence when that sentence is a refusal
+    # (method/refusals.py), rather than let the steering push on into echoes of the safety prompt.
+    # An output rule, not a steering parameter: a vector file does not record it.
+    stop_after_refusal: bool = True
     # research only: a negative λ steers away from safety (see `check_strength`)
     allow_negative_strength: bool = field(default=False, compare=False)
 
@@ -130,6 +134,8 @@ class SteeringSetting:
             raise InvalidSettingError(f"Unknown steering scope {self.scope!r}: use one of {', '.join(SCOPES)}.")
         check_max_tokens(self.max_tokens, self.scope)
         object.__setattr__(self, "repetition_penalty", check_repetition_penalty(self.repetition_penalty))
+        if not isinstance(self.stop_after_refusal, bool):
+            raise InvalidSettingError(f"stop_after_refusal must be True or False, got {self.stop_after_refusal!r}.")
 
 
 BelowGate = Literal["plain", "prompt"]

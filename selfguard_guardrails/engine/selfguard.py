@@ -336,6 +336,11 @@ class SelfGuard:
                                           max_tokens=setting.max_tokens,
                                           repetition_penalty=options.repetition_penalty) for strength in per_row]
 
+    def _stops_after_refusal(self, steering: Steering | None, setting: SteeringSetting | None) -> bool:
+        """Whether a decode ends each row after a refusing first sentence: only steered decodes
+        (steer, self-guard, a fired gate), and only when their setting asks for it."""
+        return steering is not None and (setting or self.setting).stop_after_refusal
+
     # -- public generation API ------------------------------------------------------------
     @explains_unknown_options
     def batch(
@@ -444,7 +449,8 @@ class SelfGuard:
         prepared = prepared or self._prepare(conversations, mode, call)
         options = self._options_for(mode, call.options)
         steering, applied = self._steering(mode, len(conversations), options, setting, strengths)
-        return self._loops.run_batch(prepared, mode, options, call.prefix, steering, applied)
+        return self._loops.run_batch(prepared, mode, options, call.prefix, steering, applied,
+                                     self._stops_after_refusal(steering, setting))
 
     def score_texts(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Log-probability of each target text after its context text (raw text, no chat template,
@@ -580,8 +586,10 @@ class SelfGuard:
             prepared = (checked if mode.uses_prompt == requested.uses_prompt
                         else self._prepare([messages], mode, call))
             options = self._options_for(mode, call.options)
-            steering, applied = self._steering(mode, 1, options, *self._group_steering([route]))
-            pieces = self._loops.run_stream(prepared, mode, options, call.prefix, steering, applied[0], guard)
+            setting, strengths = self._group_steering([route])
+            steering, applied = self._steering(mode, 1, options, setting, strengths)
+            pieces = self._loops.run_stream(prepared, mode, options, call.prefix, steering, applied[0], guard,
+                                            self._stops_after_refusal(steering, setting))
             result = _drain(pieces) if hold_all else (yield from pieces)
             result = result.model_copy(update={"mode": requested.value,
                                                "awareness": None if scores is None else scores[0]})

@@ -8,6 +8,7 @@ The same templates wrap both labels.  Standard library only; the output is deter
 
     python benchmarks/data/framings/make_framing_set.py           # write the JSONL, print counts
     python benchmarks/data/framings/make_framing_set.py --check   # exit 1 if the file is out of date
+    python benchmarks/data/framings/make_framing_set.py --split dev --out benchmarks/runs/framing_dev.jsonl
 
 Rows (one per source x framing x language)::
 
@@ -262,9 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sources", type=Path, default=SOURCES)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--harmbench", type=Path, default=HARMBENCH, help="HarmBench val CSV (its rows are read by path)")
+    ap.add_argument("--split", choices=("dev", "report"), help="write only this split (e.g. for calibrate --probe-set)")
     args = ap.parse_args(argv)
 
     rows = build_rows(load_sources(args.sources, args.harmbench))
+    if args.split:
+        rows = [row for row in rows if row["split"] == args.split]
     text = render(rows)
     if args.check:
         on_disk = args.out.read_text(encoding="utf-8") if args.out.exists() else None
