@@ -33,6 +33,7 @@ from selfguard_guardrails.method.probe import auc
 from selfguard_guardrails.method.probe_fitting import _best_threshold, _fit, fold_of, probe_texts
 from selfguard_guardrails.method.prompt_sets import calibration_records
 from selfguard_guardrails.runtime.chat import ChatRenderer
+from selfguard_guardrails.runtime.layers import decoder_layers
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -90,6 +91,65 @@ def read_states(engine: SelfGuard, rows: list[Row], reading: str, cache: Path) -
     missing = [t for t in dict.fromkeys(texts) if t not in known]
     if missing:
         read = engine.runtime.last_token_states(missing, batch_size=8, desc=f"states ({reading})", progress=True)
+        saved["states"] = read if saved["states"] is None else torch.cat([saved["states"], read])
+        saved["texts"] = [*saved["texts"], *missing]
+        torch.save(saved, cache)
+        known = {text: i for i, text in enumerate(saved["texts"])}
+    return saved["states"][[known[t] for t in texts]]
+
+
+def user_span_start(renderer: ChatRenderer, tokenizer: object) -> int:
+    """Tokens of the rendered prompt before the user's text (the template's fixed opening)."""
+    marker = "qqqq"
+    text = renderer.render([{"role": "user", "content": marker}])
+    return len(tokenizer(text[:text.index(marker)], add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+
+
+@torch.inference_mode()
+def mean_states(engine: SelfGuard, texts: list[str], skip: int, batch_size: int = 8) -> torch.Tensor:
+    """[texts, layers, hidden]: each layer's output averaged over the prompt's tokens after the
+    template's opening (the user's text and the assistant header), one forward pass per batch."""
+    model, tokenizer = engine.loaded.model, engine.loaded.tokenizer
+    layers = decoder_layers(model)
+    captured: list[torch.Tensor | None] = [None] * len(layers)
+    weights: list[torch.Tensor] = []
+
+    def hook_for(index: int) -> Callable:
+        def hook(module: object, args: object, output: object) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output
+            captured[index] = (hidden.float() * weights[0][..., None]).sum(1) / weights[0].sum(1, keepdim=True)
+        return hook
+
+    handles = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
+    tokenizer.padding_side = "left"
+    rows = []
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False)
+            mask = batch["attention_mask"]
+            counted = mask.cumsum(-1) > skip  # left padding: a row's own tokens start where its mask does
+            weights[:] = [(counted & mask.bool()).float()]
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            model.model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, use_cache=False)
+            rows.append(torch.stack(captured, dim=1))  # type: ignore[arg-type]
+            print(f"\rmean states {start + len(texts[start:start + batch_size])}/{len(texts)}", end="",
+                  file=sys.stderr, flush=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.cat(rows)
+
+
+def read_mean_states(engine: SelfGuard, rows: list[Row], cache: Path) -> torch.Tensor:
+    """Mean-pooled states of the user-turns reading, cached by text like `read_states`."""
+    saved = torch.load(cache) if cache.is_file() else {"texts": [], "states": None}
+    renderer = ChatRenderer(engine.runtime.tokenizer)
+    texts = probe_texts(renderer, [r.messages for r in rows])
+    known = {text: i for i, text in enumerate(saved["texts"])}
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    if missing:
+        read = mean_states(engine, missing, user_span_start(renderer, engine.runtime.tokenizer))
         saved["states"] = read if saved["states"] is None else torch.cat([saved["states"], read])
         saved["texts"] = [*saved["texts"], *missing]
         torch.save(saved, cache)
@@ -160,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", type=Path, default=HERE / "runs" / "framing_set.jsonl")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--layers", default="8-29", help="layers the fits choose from, e.g. 8-29")
-    parser.add_argument("--variants", default="", help="comma list (default: all)")
+    parser.add_argument("--variants", default="", help="names separated by ; (default: all)")
+    parser.add_argument("--readings", default="mean", help="extra readings to add: mean (mean-pooled states) or none")
     args = parser.parse_args(argv)
     rows = load_rows(args.set)
     engine = SelfGuard.from_pretrained(progress=False)
@@ -168,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     layers = list(range(first, last + 1))
     states = {reading: read_states(engine, rows, reading, HERE / "runs" / "probe_states.pt")
               for reading in ("latest", "turns")}
+    if "mean" in args.readings:
+        states["mean"] = read_mean_states(engine, rows, HERE / "runs" / "probe_mean_states.pt")
+        states["last+mean"] = torch.cat([states["turns"], states["mean"]], dim=2)
 
     def pick(where: Callable[[Row], bool]) -> list[int]:
         return [i for i, r in enumerate(rows) if where(r)]
@@ -186,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         "framed, English only": ("turns", train(True, translated=False), {}),
         "framed, centred per framing": ("turns", train(True), {"center": True}),
         "framed, 3 layers": ("turns", train(True), {"top": 3}),
+        "framed, mean-pooled": ("mean", train(True), {}),
+        "framed, last + mean": ("last+mean", train(True), {}),
     }
+    variants = {k: v for k, v in variants.items() if v[0] in states}
     if args.variants:
-        variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
+        variants = {k: v for k, v in variants.items() if k in args.variants.split(";")}
     framings = sorted({r.framing for r in rows if r.split == "dev"})
     results: dict[str, dict] = {"shipped": {}}
 

@@ -255,7 +255,7 @@ def test_info_applies_command_line_steering(setup, capsys):
     assert rc == 0
     steering = json.loads(out)["steering"]
     assert steering == {"layers": [5, 7], "strength": 0.3, "scope": "generated", "max_tokens": None,
-                        "repetition_penalty": 1.0, "source": "command line"}
+                        "repetition_penalty": 1.0, "stop_after_refusal": True, "source": "command line"}
     rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--repetition-penalty", "1.2")
     assert rc == 0 and json.loads(out)["steering"]["repetition_penalty"] == 1.2
     assert run(capsys, "info", "--repetition-penalty", "0.9")[0] == 2
@@ -590,7 +590,15 @@ def test_steer_tokens_sets_a_token_budget_and_keeps_the_rest_of_the_setting(setu
     rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--steer-tokens", "5")
     assert rc == 0
     assert json.loads(out)["steering"] == {"layers": [17, 18, 19], "strength": 0.5, "scope": "generated",
-                                           "max_tokens": 5, "repetition_penalty": 1.0, "source": "command line"}
+                                           "max_tokens": 5, "repetition_penalty": 1.0, "stop_after_refusal": True,
+                                           "source": "command line"}
+
+
+def test_refusal_stop_off_is_applied_to_the_setting_and_refused_where_nothing_steers(setup, capsys):
+    rc, out, _ = run(capsys, "info", "--json", "--vector", setup.vector, "--refusal-stop", "off")
+    assert rc == 0 and json.loads(out)["steering"]["stop_after_refusal"] is False
+    rc, _, err = run(capsys, "generate", "hi", "--mode", "plain", "--refusal-stop", "off")
+    assert rc == 2 and "--refusal-stop is not used in mode plain" in err
 
 
 def test_the_baseline_choices_are_the_libraries_baselines():

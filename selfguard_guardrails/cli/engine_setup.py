@@ -38,6 +38,8 @@ def steering_setting(args: argparse.Namespace, num_layers: int, *, source: str,
         scope=scope, source=source,
         max_tokens=args.steer_tokens if args.steer_tokens is not None else kept_tokens,
         repetition_penalty=args.repetition_penalty if args.repetition_penalty is not None else base.repetition_penalty,
+        stop_after_refusal=(args.refusal_stop == "on" if getattr(args, "refusal_stop", None) is not None
+                            else base.stop_after_refusal),
         allow_negative_strength=args.allow_negative_strength,
     )
 

@@ -42,6 +42,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                      + (f" (first {steering['max_tokens']} tokens)" if steering.get("max_tokens") else "")
                      + (f", repetition penalty {steering['repetition_penalty']:g}"
                         if steering.get("repetition_penalty", 1) != 1 else "")
+                     + ("" if steering.get("stop_after_refusal", True) else ", refusals not cut")
                      + f" ({steering['source']})"),
         ("vector norms", norms or "-"),
         ("awareness gate", (f"{gate['probe_method']} probe at layer {gate['probe_layer']} "

@@ -153,6 +153,9 @@ def common_options() -> argparse.ArgumentParser:
     steering.add_argument("--repetition-penalty", type=finite_float("--repetition-penalty", minimum=1),
                           metavar="X", help="penalise tokens a steered answer already used, e.g. 1.15 (1: off; "
                                             "default: the vector file's setting, else 1)")
+    steering.add_argument("--refusal-stop", choices=("on", "off"),
+                          help="end a steered answer after its first sentence when that sentence is a refusal "
+                               "(default on; off keeps decoding, e.g. to measure what it prevents)")
     steering.add_argument("--allow-negative-strength", action="store_true",
                           help="research only: accept a negative --strength/--gate-strength, which steers away from "
                                "safety (the model complies with harmful requests)")
@@ -190,7 +193,7 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 MODE_NAMES: tuple[str, ...] = tuple(m.value for m in Mode)  # the --mode choices, in the library's order
 STEERING_FLAGS = {"layers": "--layers", "strength": "--strength", "scope": "--scope", "steer_tokens": "--steer-tokens",
-                  "repetition_penalty": "--repetition-penalty"}
+                  "repetition_penalty": "--repetition-penalty", "refusal_stop": "--refusal-stop"}
 GATE_FLAGS = {"gate_strength": "--gate-strength", "below_gate": "--below-gate", "gate_threshold": "--gate-threshold",
               "soft_gate": "--soft-gate"}
 STEERED_MODES = ("steer", "self-guard", "guarded")

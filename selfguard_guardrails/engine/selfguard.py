@@ -262,7 +262,7 @@ class SelfGuard:
                        "norms": {str(k): round(v, 4) for k, v in vector.norms().items() if k in setting.layers}},
             "steering": {"layers": list(setting.layers), "strength": setting.strength, "scope": setting.scope,
                          "max_tokens": setting.max_tokens, "repetition_penalty": setting.repetition_penalty,
-                         "source": setting.source},
+                         "stop_after_refusal": setting.stop_after_refusal, "source": setting.source},
             "gate": {"probe": True, "probe_method": probe.method, "probe_layer": probe.layer,
                      "probe_auc": round(probe.auc, 4), "probe_threshold": round(probe.threshold, 4),
                      **self.gate.as_dict(), "strength": self.gate.strength_for(setting, math.inf),
