@@ -339,3 +339,15 @@ def test_a_probe_set_adds_labelled_conversations_with_their_source_as_group(tmp_
     assert groups == [f"{path}:h-1", f"{path}:h-1", f"{path}:b-1", f"{path}:b-1"]
     with pytest.raises(InvalidSettingError, match="--probe refit"):
         _probe_sets(argparse.Namespace(probe_set=[str(path)], probe_group=None, probe="keep"))
+
+
+def test_one_call_may_score_more_prompts_than_the_cache_keeps(smollm_tokenizer):
+    """The score cache keeps a few hundred texts; a larger call must still get every score."""
+    from selfguard_guardrails.engine.gate import ProbeScoreCache
+
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    prompts = [f"Question {i}: how do rainbows form?" for i in range(6)]
+    expected = engine.awareness(prompts)
+    engine._probe_scores = ProbeScoreCache(kept=2)
+    assert engine.awareness(prompts) == pytest.approx(expected, abs=1e-5)
+    assert len(engine._probe_scores.scores) == 2

@@ -45,11 +45,12 @@ class ProbeScoreCache:
         if missing:
             states = runtime.last_token_states(missing, up_to_layer=probe.layer)
             known.update(zip(missing, (float(v) for v in probe.score(states[:, probe.layer])), strict=True))
+        scores = [known[text] for text in texts]  # read before evicting: a call may hold more texts than are kept
         for text in texts:
             known.move_to_end(text)
         while len(known) > self.kept:
             known.popitem(last=False)
-        return [known[text] for text in texts]
+        return scores
 
 
 def routes(scores: list[float], gate: GateSetting, setting: SteeringSetting) -> list[Route]:
