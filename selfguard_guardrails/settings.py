@@ -23,6 +23,9 @@ TOKEN_SCOPES: tuple[str, ...] = ("generated", "answer")  # scopes that count pos
 # How an awareness probe is fitted and how a vector is extracted, by name. Named here rather than
 # next to the torch code that implements them, so the command line offers them without torch.
 PROBE_METHODS: tuple[str, ...] = ("logistic", "mean_difference")
+# what the probe reads at its layer: the last prompt token's state, or that state followed by the
+# mean over the user's tokens (a request inside a story or a document moves the mean more than the end)
+PROBE_READINGS: tuple[str, ...] = ("last", "last+mean")
 EXTRACTION_METHODS: tuple[str, ...] = ("mean_difference", "pca")
 
 # The strongest λ at which the embedded SmolLM2-135M stayed readable in calibration; above it the

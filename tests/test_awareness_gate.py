@@ -240,12 +240,13 @@ def test_auc_and_fitted_probe_mechanics(smollm_tokenizer):
     assert torch.isclose(probe.direction.norm(), torch.tensor(1.0))
     low, high = probe.score_range
     assert low < probe.threshold + 1e-3 and low < high
-    from selfguard_guardrails.method.probe_fitting import probe_texts
-    from selfguard_guardrails.runtime.activations import last_token_activations
+    from selfguard_guardrails.method.probe_fitting import probe_states, probe_texts
     from selfguard_guardrails.runtime.chat import ChatRenderer
+    from selfguard_guardrails.runtime.transformers_runtime import TransformersRuntime
 
+    assert probe.reading == "last+mean" and probe.direction.shape == (64,)
     texts = probe_texts(ChatRenderer(smollm_tokenizer), benign)
-    states = last_token_activations(model, smollm_tokenizer, texts, progress=False)
+    states = probe_states(TransformersRuntime(model, smollm_tokenizer), texts, probe.reading)
     false_positive = (probe.score(states[:, probe.layer]) >= probe.threshold).float().mean()
     assert false_positive <= 0.05 + 1e-6
 
@@ -351,3 +352,49 @@ def test_one_call_may_score_more_prompts_than_the_cache_keeps(smollm_tokenizer):
     engine._probe_scores = ProbeScoreCache(kept=2)
     assert engine.awareness(prompts) == pytest.approx(expected, abs=1e-5)
     assert len(engine._probe_scores.scores) == 2
+
+
+def test_mean_weights_average_each_left_padded_row_after_its_opening():
+    from selfguard_guardrails.runtime.activations import mean_weights
+
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1]])
+    weights = mean_weights(mask, after=2)
+    assert torch.allclose(weights[0], torch.tensor([0, 0, 0, 0, 0.5, 0.5]))
+    assert torch.allclose(weights[1], torch.tensor([0, 0, 0.25, 0.25, 0.25, 0.25]))
+    assert torch.allclose(weights[2], torch.tensor([0, 0, 0, 0, 0.5, 0.5]))  # nothing after the opening: all of it
+
+
+def test_the_last_plus_mean_reading_is_the_last_state_then_the_mean_after_the_opening(smollm_tokenizer):
+    from selfguard_guardrails.runtime.activations import last_token_activations
+
+    model = tiny_llama(vocab_size=len(smollm_tokenizer))
+    texts = ["Tell me a story about a cat, please.", "Hi there"]
+    read = last_token_activations(model, smollm_tokenizer, texts, progress=False, mean_after=2)
+    last = last_token_activations(model, smollm_tokenizer, texts, progress=False)
+    assert read.shape == (2, 4, 64) and torch.allclose(read[:, :, :32], last, atol=1e-5)
+    ids = smollm_tokenizer(texts[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
+    for layer in range(3):  # the model's last hidden state is after the final norm: compare the others
+        assert torch.allclose(read[0, layer, 32:], hidden[layer + 1][0, 2:].mean(0), atol=1e-4)
+
+
+def test_a_last_plus_mean_probe_gates_on_the_mean_and_round_trips_through_its_file(smollm_tokenizer, tmp_path):
+    from selfguard_guardrails.method.probe import AwarenessProbe
+    from selfguard_guardrails.method.probe_fitting import probe_states, probe_texts
+    from selfguard_guardrails.runtime.chat import ChatRenderer
+
+    engine = gated_engine(smollm_tokenizer, threshold=0.0)
+    direction = torch.cat([torch.zeros(32), torch.ones(32) / math.sqrt(32)])  # reads the mean part only
+    probe = AwarenessProbe(layer=2, direction=direction, threshold=0.5, auc=0.9, reading="last+mean")
+    engine.use_vector(replace(engine.vector, probe=probe))
+    text = probe_texts(ChatRenderer(smollm_tokenizer), [PROMPTS[0]])
+    mean_part = probe_states(engine.runtime, text, "last+mean")[0, 2, 32:]
+    assert engine.awareness([PROMPTS[0]])[0] == pytest.approx(float(mean_part.sum()) / math.sqrt(32) - 0.5, abs=1e-4)
+    engine.vector.save(tmp_path / "v.safetensors")
+    loaded = SteeringVector.load(tmp_path / "v.safetensors")
+    assert loaded.probe.reading == "last+mean" and torch.equal(loaded.probe.direction, direction)
+    with pytest.raises(VectorMismatchError, match="needs 64"):
+        replace(loaded, probe=replace(probe, direction=torch.ones(32))).check_fits(num_layers=4, hidden_size=32)
+    with pytest.raises(InvalidSettingError, match="Unknown probe reading"):
+        probe_states(engine.runtime, text, "max")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import InvalidSettingError
 from ..runtime.chat import Messages
-from ..settings import PROBE_METHODS
+from ..settings import PROBE_METHODS, PROBE_READINGS
 from .engine_setup import load_engine
 from .judging import build_judge, parse_where
 from .options import GATE_FLAGS, STEERING_FLAGS, finite_float, given_flags, int_at_least, parse_layers
@@ -88,6 +88,10 @@ def add_calibrate_command(commands: Any, common: argparse.ArgumentParser) -> Non
     grid.add_argument("--probe-group", metavar="COLUMN",
                       help="the --probe-set column naming each row's source request, so its variants share a fold "
                            "when the probe picks its layer and threshold (default: source_id when the file has it)")
+    grid.add_argument("--probe-reading", choices=PROBE_READINGS, default="last+mean",
+                      help="what a refitted probe reads at its layer: the last prompt token's state, or that state "
+                           "and the mean over the user's tokens (last+mean, the default: it held best on framings "
+                           "left out of fitting)")
     grid.add_argument("--probe-method", choices=PROBE_METHODS, default="logistic",
                       help="how a refitted probe is fitted (default logistic)")
     grid.add_argument("--gate-false-positive", type=finite_float("--gate-false-positive", minimum=0), default=0.05,
@@ -181,7 +185,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         extra_harmful, extra_benign, groups = _probe_sets(args)
         probe = packaged_probe(engine.runtime, harmful=[*harmful, *extra_harmful], benign=[*benign, *extra_benign],
                                groups=[*harmful, *groups[: len(extra_harmful)], *benign, *groups[len(extra_harmful):]],
-                               method=args.probe_method, max_false_positive=args.gate_false_positive,
+                               method=args.probe_method, reading=args.probe_reading,
+                               max_false_positive=args.gate_false_positive,
                                batch_size=args.batch_size, progress=not args.quiet)
         engine.use_vector(dataclasses.replace(engine.vector, probe=probe))
     grid = build_grid(engine.num_layers, modes=modes, scopes=scopes,

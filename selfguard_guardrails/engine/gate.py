@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..method.probe import AwarenessProbe
+from ..method.probe_fitting import probe_states
 from ..runtime.protocol import ModelRuntime
 from ..settings import GateSetting, Mode, SteeringSetting
 
@@ -43,7 +44,7 @@ class ProbeScoreCache:
         known = self.scores
         missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
-            states = runtime.last_token_states(missing, up_to_layer=probe.layer)
+            states = probe_states(runtime, missing, probe.reading, up_to_layer=probe.layer)
             known.update(zip(missing, (float(v) for v in probe.score(states[:, probe.layer])), strict=True))
         scores = [known[text] for text in texts]  # read before evicting: a call may hold more texts than are kept
         for text in texts:

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 ProbeMethod = Literal["logistic", "mean_difference"]
+ProbeReading = Literal["last", "last+mean"]
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,17 @@ class AwarenessProbe:
     method: str = "mean_difference"
     # lowest and highest score on the prompts it was fitted on: where a threshold can sensibly sit
     score_range: tuple[float, float] | None = None
+    # "last": the last prompt token's state ([hidden]); "last+mean": that state followed by the mean
+    # over the user's tokens ([2 * hidden])
+    reading: str = "last"
+
+    @property
+    def features(self) -> int:
+        """How many numbers per hidden unit the probe reads: 1 for "last", 2 for "last+mean"."""
+        return 2 if self.reading == "last+mean" else 1
 
     def score(self, activations: torch.Tensor) -> torch.Tensor:
-        """Projection of [n, hidden] last-token states on the probe's harmful direction."""
+        """Projection of [n, features * hidden] states (as `reading` says) on the probe's harmful direction."""
         return activations.to(torch.float32) @ self.direction.to(torch.float32)
 
 

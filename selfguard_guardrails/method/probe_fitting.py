@@ -19,8 +19,8 @@ from ..errors import InvalidMessagesError, InvalidSettingError
 from ..runtime.chat import ChatRenderer, Messages, normalize_messages
 from ..runtime.protocol import ModelRuntime
 from ..runtime.transformers_runtime import TransformersRuntime
-from ..settings import PROBE_METHODS
-from .probe import AwarenessProbe, ProbeMethod, auc
+from ..settings import PROBE_METHODS, PROBE_READINGS
+from .probe import AwarenessProbe, ProbeMethod, ProbeReading, auc
 from .prompting import apply_safety_prompt
 
 USER_TURN_SEPARATOR = "\n\n"  # between user turns joined into the one request the probe reads
@@ -53,6 +53,25 @@ def request_of(messages: Messages) -> list[dict[str, Any]]:
     a weather question over the embedded model's threshold when they were read."""
     turns = [m["content"].strip() for m in normalize_messages(messages) if m["role"] == "user"]
     return [{"role": "user", "content": USER_TURN_SEPARATOR.join(t for t in turns if t)}]
+
+
+def user_text_start(renderer: ChatRenderer, tokenizer: Any) -> int:
+    """Tokens of a rendered request before the user's text: the template's fixed opening (and
+    default system prompt), which a mean over the request's tokens leaves out."""
+    marker = "\u2063request\u2063"
+    text = renderer.render([{"role": "user", "content": marker}])
+    return len(tokenizer(text[:text.index(marker)], add_special_tokens=False)["input_ids"])
+
+
+def probe_states(runtime: ModelRuntime, texts: Sequence[str], reading: str, *, up_to_layer: int | None = None,
+                 batch_size: int = 16, progress: bool = False) -> torch.Tensor:
+    """What a probe with `reading` reads of rendered requests, at every layer up to `up_to_layer`:
+    the same call when it is fitted and when it gates."""
+    if reading not in PROBE_READINGS:
+        raise InvalidSettingError(f"Unknown probe reading {reading!r}: use one of {', '.join(PROBE_READINGS)}.")
+    mean_after = user_text_start(ChatRenderer(runtime.tokenizer), runtime.tokenizer) if reading == "last+mean" else None
+    return runtime.last_token_states(texts, up_to_layer=up_to_layer, batch_size=batch_size, desc="awareness probe",
+                                     progress=progress, mean_after=mean_after)
 
 
 def _logistic(states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -114,13 +133,14 @@ def fold_of(labels: torch.Tensor, folds: int, groups: Sequence[str] | None = Non
 
 
 def probe_from_states(states: torch.Tensor, labels: torch.Tensor, *, method: ProbeMethod = "logistic",
-                      folds: int = 5, max_false_positive: float = 0.05,
-                      groups: Sequence[str] | None = None) -> AwarenessProbe:
+                      folds: int = 5, max_false_positive: float = 0.05, groups: Sequence[str] | None = None,
+                      reading: ProbeReading = "last") -> AwarenessProbe:
     """Pick the layer whose probe separates out-of-fold prompts best, fit it on all of them, and
     set the threshold from out-of-fold scores (in-sample scores would put benign prompts too low).
 
-    `states` is [prompts, layers, hidden]; `labels` 1 for harmful, 0 for benign; `groups`, if
-    given, keeps the prompts of one group in one fold (see `fold_of`).
+    `states` is [prompts, layers, features] (features: what `reading` reads, see `probe_states`);
+    `labels` 1 for harmful, 0 for benign; `groups`, if given, keeps the prompts of one group in one
+    fold (see `fold_of`).
     """
     if method not in _FITS:
         raise InvalidSettingError(f"Unknown probe method {method!r}: use one of {', '.join(PROBE_METHODS)}.")
@@ -140,7 +160,7 @@ def probe_from_states(states: torch.Tensor, labels: torch.Tensor, *, method: Pro
     threshold = _best_threshold(held_out[labels == 1], held_out[labels == 0], max_false_positive) - offset
     fitted = states[:, layer] @ direction
     return AwarenessProbe(layer=layer, direction=direction, threshold=threshold, auc=score, method=method,
-                          score_range=(float(fitted.min()), float(fitted.max())))
+                          score_range=(float(fitted.min()), float(fitted.max())), reading=reading)
 
 
 def fit_awareness_probe(
@@ -155,22 +175,25 @@ def fit_awareness_probe(
     batch_size: int = 16,
     progress: bool = True,
     groups: Sequence[str] | None = None,
+    reading: ProbeReading = "last+mean",
 ) -> AwarenessProbe:
     """Fit the probe on labelled prompts or conversations, read as the user sent them (no safety prompt)."""
     return fit_probe(TransformersRuntime(model, tokenizer), harmful, benign, method=method, folds=folds,
-                     max_false_positive=max_false_positive, batch_size=batch_size, progress=progress, groups=groups)
+                     max_false_positive=max_false_positive, batch_size=batch_size, progress=progress, groups=groups,
+                     reading=reading)
 
 
 def fit_probe(runtime: ModelRuntime, harmful: Sequence[Messages], benign: Sequence[Messages], *,
               method: ProbeMethod = "logistic", folds: int = 5, max_false_positive: float = 0.05,
-              batch_size: int = 16, progress: bool = True, groups: Sequence[str] | None = None) -> AwarenessProbe:
+              batch_size: int = 16, progress: bool = True, groups: Sequence[str] | None = None,
+              reading: ProbeReading = "last+mean") -> AwarenessProbe:
     """`fit_awareness_probe` on any model runtime: the states come from `runtime.last_token_states`.
     `groups` (one per prompt, harmful first) keeps each group's prompts in one fold."""
     if len(harmful) < folds or len(benign) < folds:
         raise InvalidMessagesError(f"The awareness probe needs at least {folds} harmful and {folds} benign prompts "
                                    f"(one per fold), got {len(harmful)} and {len(benign)}.")
     texts = probe_texts(ChatRenderer(runtime.tokenizer), [*harmful, *benign])
-    states = runtime.last_token_states(texts, batch_size=batch_size, desc="awareness probe", progress=progress)
+    states = probe_states(runtime, texts, reading, batch_size=batch_size, progress=progress)
     labels = torch.tensor([1] * len(harmful) + [0] * len(benign))
     return probe_from_states(states, labels, method=method, folds=folds, max_false_positive=max_false_positive,
-                             groups=groups)
+                             groups=groups, reading=reading)

@@ -21,7 +21,7 @@ from ..runtime.loading import default_cache_dir
 from ..runtime.protocol import ModelRuntime
 from ..settings import GateSetting, SteeringSetting, provisional_setting
 from .extraction import Method, measure_steering_vector
-from .probe import AwarenessProbe, ProbeMethod
+from .probe import AwarenessProbe, ProbeMethod, ProbeReading
 from .probe_fitting import fit_probe
 from .prompt_sets import calibration_records
 from .prompting import NEUTRAL_BASELINE, SafetyPrompt
@@ -86,6 +86,7 @@ def calibration_vector(runtime: ModelRuntime, safety: SafetyPrompt, *, baseline:
 
 def packaged_probe(runtime: ModelRuntime, *, harmful: Sequence[Messages] = (), benign: Sequence[Messages] = (),
                    groups: Sequence[str] | None = None, method: ProbeMethod = "logistic",
+                   reading: ProbeReading = "last+mean",
                    max_false_positive: float = 0.05, batch_size: int = 16, progress: bool = True) -> AwarenessProbe:
     """The awareness probe fitted on our labelled prompts plus any the caller adds (e.g. a
     calibration split, or framed and multi-turn versions of requests, so the gate has seen the
@@ -104,7 +105,8 @@ def packaged_probe(runtime: ModelRuntime, *, harmful: Sequence[Messages] = (), b
     ordered = sorted(labelled.values(), key=lambda item: -item[1])  # harmful first, as fit_probe takes them
     split = sum(label for _, label, _ in ordered)
     return fit_probe(runtime, [p for p, _, _ in ordered[:split]], [p for p, _, _ in ordered[split:]],
-                     groups=[g for _, _, g in ordered], method=method, max_false_positive=max_false_positive,
+                     groups=[g for _, _, g in ordered], method=method, reading=reading,
+                     max_false_positive=max_false_positive,
                      batch_size=batch_size, progress=progress)
 
 

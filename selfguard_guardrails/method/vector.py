@@ -65,9 +65,10 @@ class SteeringVector:
             problems.append(f"model fingerprint {self.model_fingerprint} in the vector, {fingerprint} loaded")
         if self.probe is not None and not 0 <= self.probe.layer < num_layers:
             problems.append(f"the awareness probe reads layer {self.probe.layer}, the model has {num_layers} layers")
-        if self.probe is not None and tuple(self.probe.direction.shape) != (hidden_size,):
+        if self.probe is not None and tuple(self.probe.direction.shape) != (self.probe.features * hidden_size,):
             problems.append(f"the awareness probe's direction has shape {tuple(self.probe.direction.shape)}, "
-                            f"the model's hidden size is {hidden_size}")
+                            f"its reading {self.probe.reading!r} of the model's hidden size {hidden_size} needs "
+                            f"{self.probe.features * hidden_size}")
         if problems:
             raise VectorMismatchError(
                 f"This steering vector was made for another model ({self.model_name or 'unknown'}): "
@@ -85,7 +86,8 @@ class SteeringVector:
         if self.probe is not None:
             tensors["probe.direction"] = self.probe.direction.detach().to("cpu", torch.float32).contiguous()
             probe = {"probe_layer": str(self.probe.layer), "probe_threshold": repr(self.probe.threshold),
-                     "probe_auc": repr(self.probe.auc), "probe_method": self.probe.method}
+                     "probe_auc": repr(self.probe.auc), "probe_method": self.probe.method,
+                     "probe_reading": self.probe.reading}
             if self.probe.score_range is not None:
                 probe["probe_score_range"] = json.dumps(list(self.probe.score_range))
         metadata = {
@@ -131,7 +133,8 @@ class SteeringVector:
                                        threshold=float(metadata["probe_threshold"]),
                                        auc=float(metadata["probe_auc"]),
                                        method=metadata.get("probe_method", "mean_difference"),
-                                       score_range=None if score_range is None else tuple(score_range))
+                                       score_range=None if score_range is None else tuple(score_range),
+                                       reading=metadata.get("probe_reading", "last"))
             return cls(
                 directions=directions,
                 model_fingerprint=metadata["model_fingerprint"],

@@ -70,9 +70,11 @@ class ModelRuntime(Protocol):
         ...
 
     def last_token_states(self, texts: Sequence[str], *, up_to_layer: int | None = None, batch_size: int = 16,
-                          desc: str = "activations", progress: bool = False) -> torch.Tensor:
+                          desc: str = "activations", progress: bool = False,
+                          mean_after: int | None = None) -> torch.Tensor:
         """Hidden state of each text's last token at every layer output up to `up_to_layer`:
-        [texts, layers, hidden]."""
+        [texts, layers, hidden]. With `mean_after`, each state is followed by the mean of that
+        layer's outputs over the text's tokens after its first `mean_after`: [texts, layers, 2 * hidden]."""
         ...
 
     def decode(self, batch: PromptBatch, options: DecodeOptions, steering: Steering | None, clock: DecodeClock,

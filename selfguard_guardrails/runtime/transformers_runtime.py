@@ -71,9 +71,10 @@ class TransformersRuntime:
         return PromptBatch(encoded["input_ids"], encoded["attention_mask"], encoded["attention_mask"].sum(dim=-1))
 
     def last_token_states(self, texts: Sequence[str], *, up_to_layer: int | None = None, batch_size: int = 16,
-                          desc: str = "activations", progress: bool = False) -> torch.Tensor:
+                          desc: str = "activations", progress: bool = False,
+                          mean_after: int | None = None) -> torch.Tensor:
         return last_token_activations(self.model, self.tokenizer, texts, batch_size=batch_size, desc=desc,
-                                      progress=progress, up_to_layer=up_to_layer)
+                                      progress=progress, up_to_layer=up_to_layer, mean_after=mean_after)
 
     def _steered(self, steering: Steering | None, prompt_lengths: torch.Tensor) -> ExitStack:
         """The hooks adding `steering` (none for None), removed when the returned stack closes."""
