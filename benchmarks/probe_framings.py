@@ -292,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         entry["report"] = report(probe, reading)
         results[name] = entry
         print(json.dumps({"fit": entry["fit"], "lofo": entry["lofo"]}), file=sys.stderr, flush=True)
+    saved = args.out / "probe_framings.json"
+    if args.variants and saved.is_file():  # a partial run adds to the variants measured before
+        results = {**json.loads(saved.read_text(encoding="utf-8")), **results}
     markdown = to_markdown(results, framings)
     print(markdown)
     args.out.mkdir(parents=True, exist_ok=True)
