@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             out[framing] = rates(probe(states[reading][index]), index)
         return out
 
-    results["shipped"]["report"] = report(shipped_probe(engine), "latest")
+    shipped_reading = "last+mean" if engine.vector.probe.reading == "last+mean" else "turns"
+    if shipped_reading in states:
+        results["shipped"]["report"] = report(shipped_probe(engine), shipped_reading)
     for name, (reading, in_training, options) in variants.items():
         print(f"variant {name}", file=sys.stderr, flush=True)
         x = states[reading]
