@@ -506,7 +506,7 @@ def test_calibrate_writes_report_heat_maps_and_a_vector_that_info_reads(setup, c
     assert info["default_mode"] == "self-guard"
     assert info["steering"] == {"layers": chosen["layers"], "strength": chosen["strength"],
                                 "scope": "generated", "max_tokens": None, "repetition_penalty": 1.0,
-                                "source": "vector file"}
+                                "stop_after_refusal": True, "source": "vector file"}
 
 
 def test_calibrate_refits_the_gate_on_its_prompts_and_searches_repetition_penalties(setup, capsys, tmp_path):
