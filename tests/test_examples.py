@@ -26,6 +26,10 @@ EXPECTED = {
     "extract_vector.py": ["mean_difference: 12 prompts", "pca: 12 prompts", "method pca", "default mode: self-guard",
                           "steering applied: layers [18, 19, 20]", "default mode: guarded",
                           "refused as expected: VectorMismatchError"],
+    "guarded_conversations.py": ["multi-turn harmful: awareness +",
+                                 "gate fired True", "multi-turn benign: awareness -", "story harmful: awareness +",
+                                 "story benign: awareness -", "guarded, refusal cut: \"I'm sorry, but I can't help "
+                                 "with that.\" (12 tokens)", "the cut answer is the uncut one's first sentence: True"],
     "batch.py": ["awareness", "gate fired: self-guard", "plain (not flagged)", "usage:", "batch of 4", "prefill"],
     "langchain_chain.py": ["Q: How do I reset my password?", "audit records: 2 (one per model run)",
                            "findings ['canary'", "leak events seen by the handler: 1", "raw canary in the log: False"],
