@@ -10,6 +10,7 @@ leave ordinary requests alone (a small model cannot make that distinction from a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -63,13 +64,19 @@ def user_text_start(renderer: ChatRenderer, tokenizer: Any) -> int:
     return len(tokenizer(text[:text.index(marker)], add_special_tokens=False)["input_ids"])
 
 
+@lru_cache(maxsize=8)
+def _opening_length(tokenizer: Any) -> int:
+    """`user_text_start` for a tokenizer's own template, worked out once: the gate asks on every call."""
+    return user_text_start(ChatRenderer(tokenizer), tokenizer)
+
+
 def probe_states(runtime: ModelRuntime, texts: Sequence[str], reading: str, *, up_to_layer: int | None = None,
                  batch_size: int = 16, progress: bool = False) -> torch.Tensor:
     """What a probe with `reading` reads of rendered requests, at every layer up to `up_to_layer`:
     the same call when it is fitted and when it gates."""
     if reading not in PROBE_READINGS:
         raise InvalidSettingError(f"Unknown probe reading {reading!r}: use one of {', '.join(PROBE_READINGS)}.")
-    mean_after = user_text_start(ChatRenderer(runtime.tokenizer), runtime.tokenizer) if reading == "last+mean" else None
+    mean_after = _opening_length(runtime.tokenizer) if reading == "last+mean" else None
     return runtime.last_token_states(texts, up_to_layer=up_to_layer, batch_size=batch_size, desc="awareness probe",
                                      progress=progress, mean_after=mean_after)
 
