@@ -42,6 +42,12 @@ EXPECTED = {
                            "by email at:", "[REDACTED:private_context/private_context]",
                            "findings ['pii/email', 'private_context/email'", "leak events: 2",
                            "raw password in the log: False", "redacted spans per generation: [0, 0, 1, 3]"],
+    "llama_index_guarded_llm.py": ["raw reasoning holds the token: True",
+                                   "reasoning shown: The deploy notes hold the token [REDACTED:secret/github_token]",
+                                   "stream: 28 chunks from the model, 2 shown", "blocked reply: I can't share that",
+                                   "audit record: model hosted-reasoner-1, mode external, action redact, findings "
+                                   "['secret/github_token in reasoning'], tokens 24+31", "action block",
+                                   "raw token in the log: False"],
     "leak_audit.py": ["[plain] policy action:", "[guarded] policy action:", "found private_context/",
                       "[stream] text shown:", "audit.jsonl: 3 records", "audit.db: 3 records",
                       "raw values in the audit logs: none"],

@@ -17,7 +17,7 @@ from ..errors import AuditLogError, InvalidSettingError
 from .context import audit_context, current_audit_context
 from .jsonl import JsonlAuditSink, read_jsonl_records
 from .log import AuditLog, AuditSink, FailureMode
-from .records import AuditAttempt, AuditRecord, filter_records, prompt_hash, record_for
+from .records import AuditAttempt, AuditRecord, filter_records, prompt_hash, record_for, record_for_message
 from .sqlite import SqliteAuditSink, read_sqlite_records
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "prompt_hash",
     "read_audit_log",
     "record_for",
+    "record_for_message",
 ]
 
 

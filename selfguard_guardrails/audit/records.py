@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..leakage.findings import Finding
-from ..leakage.report import LeakAttempt, ReportAction
+from ..leakage.report import LeakageReport, LeakAttempt, ReportAction
 from .context import current_audit_context
 
 # The audit log's name for a regenerate try; the leak checks own the type.
@@ -65,6 +65,20 @@ def record_for(result: Any, messages: Any, *, latency_seconds: float, model_fing
         findings=[] if report is None else list(report.findings), action="none" if report is None else report.action,
         attempts=[] if report is None else list(report.attempts), latency_seconds=round(latency_seconds, 6),
         context={**current_audit_context(), **(fields or {})})
+
+
+def record_for_message(*, model: str, mode: str, messages: Any, report: LeakageReport, latency_seconds: float,
+                       input_tokens: int = 0, output_tokens: int = 0, reasoning_tokens: int = 0,
+                       awareness: float | None = None, gate_fired: bool | None = None,
+                       fields: Mapping[str, Any] | None = None) -> AuditRecord:
+    """The audit record of one call to a model the library does not host (a framework guard's
+    call): the same record as the engine's, with what the framework reports in place of the
+    engine's result."""
+    return AuditRecord(model=model, mode=mode, awareness=awareness, gate_fired=gate_fired,
+                       prompt_hash=prompt_hash(messages), input_tokens=input_tokens, output_tokens=output_tokens,
+                       reasoning_tokens=reasoning_tokens, findings=list(report.findings), action=report.action,
+                       attempts=list(report.attempts), latency_seconds=round(latency_seconds, 6),
+                       context={**current_audit_context(), **(fields or {})})
 
 
 def filter_records(records: Sequence[AuditRecord], *, kind: str | None = None, since: datetime | None = None,

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Kind = Literal["secret", "pii", "system_prompt", "private_context"]
 KINDS: tuple[str, ...] = ("secret", "pii", "system_prompt", "private_context")
-Where = Literal["reasoning", "answer"]
+Where = Literal["reasoning", "answer", "tool_arguments"]  # tool arguments: any model's calls (middleware)
 Severity = Literal["low", "medium", "high", "critical"]
 
 
@@ -21,7 +21,7 @@ class Finding(BaseModel):
     kind: Kind
     subtype: str
     where: Where
-    start: int = Field(ge=0, description="character offset in the reasoning or answer text")
+    start: int = Field(ge=0, description="character offset in the reasoning or answer text (or in one tool argument)")
     end: int = Field(ge=0)
     severity: Severity
     excerpt: str = Field(description="the span with its value masked, e.g. 'ghp_…[36 chars]'")
