@@ -152,6 +152,35 @@ def test_the_tool_is_chosen_by_how_likely_each_description_makes_the_question():
         == "get_weather"
 
 
+def test_without_a_forced_choice_a_tool_must_beat_the_answer_channel_by_the_margin():
+    from selfguard_guardrails.tooling.choice import ANSWER_CHANNEL, CALL_MARGIN, choose_tool_or_answer
+
+    calc = {"type": "function", "function": {"name": "calculator", "description": "Arithmetic."}}
+
+    def scores(weather: float, calculator: float):
+        def score(pairs):
+            assert pairs[-1] == (ANSWER_CHANNEL, "What is 6*7?")
+            return [weather, calculator, -10.0]
+        return score
+
+    assert choose_tool_or_answer(" What is 6*7? ", [WEATHER, calc], scores(-12.0, -10.0 + CALL_MARGIN + 0.1)) \
+        == "calculator"
+    assert choose_tool_or_answer("What is 6*7?", [WEATHER, calc], scores(-12.0, -10.0 + CALL_MARGIN - 0.1)) is None
+    assert choose_tool_or_answer(" ", [WEATHER], lambda pairs: pytest.fail("nothing to score")) is None
+
+
+def test_the_latest_question_is_answered_once_it_has_tool_results_after_it():
+    from selfguard_guardrails.tooling.history import has_results_since_question
+
+    call = {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "function": {"name": "get_weather"}}]}
+    result = {"role": "tool", "content": "sunny", "tool_call_id": "1", "name": "get_weather"}
+    asked = [{"role": "user", "content": "Weather in Oslo?"}, call, result]
+    assert has_results_since_question(asked)
+    assert not has_results_since_question([*asked, {"role": "assistant", "content": "Sunny."},
+                                           {"role": "user", "content": "And in Rome?"}])
+    assert not has_results_since_question(asked[:2])
+
+
 def test_guided_json_picks_booleans_and_enums_by_likelihood_and_reads_numbers_leniently():
     from selfguard_guardrails.tooling import guided_json
 

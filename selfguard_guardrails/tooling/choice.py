@@ -1,8 +1,10 @@
-"""Which tool a forced call names, and how the answer is started so that it can only be that call.
+"""Which tool a call names, and how the answer is started so that it can only be that call.
 
-A 135M model asked to write a tool's name picks the first tool whatever the question, so when
-it may choose, the tool is chosen by likelihood (`choose_tool`); the call is then started for
-it up to its arguments (`forced_call_prefix`).
+A 135M model asked to write a tool's name picks the first tool whatever the question, and with
+tools offered it rarely calls one unprompted. So the tool is chosen by likelihood (`choose_tool`),
+and when the model may also answer without a tool ("auto"), an answer channel competes with the
+tools' (`choose_tool_or_answer`); the call is then started for it up to its arguments
+(`forced_call_prefix`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from typing import Any
 from ..errors import InvalidSettingError
 
 CHANNEL_TEMPLATE = "Tool {name}: {description}\nA question this tool answers: "
+# The channel of a question answered without a tool, scored against the tools' channels.
+ANSWER_CHANNEL = CHANNEL_TEMPLATE.format(
+    name="chat", description="Talk, write, explain and answer general knowledge questions directly.")
+# How much more likely (log-probability, nats) a tool's channel must make the question than the
+# answer channel for a call: calling a tool the question does not need costs more than answering.
+CALL_MARGIN = 1.0
 
 
 def forced_call_prefix(tools: Sequence[Mapping[str, Any]] | None, choice: Any) -> str:
@@ -57,6 +65,11 @@ def last_question(messages: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
+def _channel(tool: Mapping[str, Any]) -> str:
+    function = tool.get("function", tool)
+    return CHANNEL_TEMPLATE.format(name=function.get("name"), description=function.get("description") or "")
+
+
 def choose_tool(question: str, tools: Sequence[Mapping[str, Any]],
                 score_texts: Callable[[Sequence[tuple[str, str]]], list[float]]) -> str:
     """The tool whose name and description make `question` most likely (see `runtime.logprobs`): a small
@@ -64,8 +77,17 @@ def choose_tool(question: str, tools: Sequence[Mapping[str, Any]],
     names = [t.get("function", t).get("name") for t in tools]
     if len(names) == 1 or not question.strip():
         return names[0]
-    contexts = [CHANNEL_TEMPLATE.format(name=t.get("function", t).get("name"),
-                                        description=t.get("function", t).get("description") or "")
-                for t in tools]
-    scores = score_texts([(context, question.strip()) for context in contexts])
+    scores = score_texts([(_channel(tool), question.strip()) for tool in tools])
     return names[max(range(len(names)), key=scores.__getitem__)]
+
+
+def choose_tool_or_answer(question: str, tools: Sequence[Mapping[str, Any]],
+                          score_texts: Callable[[Sequence[tuple[str, str]]], list[float]]) -> str | None:
+    """The tool `question` is about, or None when it is better answered without one: the most
+    likely tool's channel must beat the answer channel by `CALL_MARGIN`. One scoring pass over the
+    tools' channels and the answer channel."""
+    if not question.strip():
+        return None
+    scores = score_texts([(context, question.strip()) for context in [*map(_channel, tools), ANSWER_CHANNEL]])
+    best = max(range(len(tools)), key=scores.__getitem__)
+    return tools[best].get("function", tools[best]).get("name") if scores[best] > scores[-1] + CALL_MARGIN else None

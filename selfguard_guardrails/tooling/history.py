@@ -1,31 +1,21 @@
-"""The history of a turn with tools: which calls already have results, and the conversation with
-those results folded into the question, for a small model that copies its earlier call instead
-of answering from the result."""
+"""The history of a turn with tools: whether the latest question has its tool results, and the
+conversation with those results folded into the question, for a small model that copies its
+earlier call instead of answering from the result."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def _answered_calls(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(name, arguments as JSON) of the calls in the history that have a tool result."""
-    answered = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
-    calls = []
-    for message in messages:
-        for call in message.get("tool_calls") or []:
-            function = call.get("function", call)
-            if call.get("id") in answered:
-                calls.append((function.get("name"), json.dumps(function.get("arguments"), sort_keys=True)))
-    return calls
-
-
-def repeats_answered_calls(calls: Sequence[Mapping[str, Any]], messages: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether every call repeats one whose result is already in the history: a small model
-    reading its own earlier call copies it instead of answering from the result."""
-    answered = _answered_calls(messages)
-    return bool(calls) and all((c["name"], json.dumps(c["args"], sort_keys=True)) in answered for c in calls)
+def has_results_since_question(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the latest user turn already has tool results after it: time to answer it."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return False
+        if message.get("role") == "tool":
+            return True
+    return False
 
 
 def fold_tool_results(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -8,7 +8,10 @@ result's answer with `parsing.parse_tool_calls`. What a 135M model needs is here
   likelihood (`choice.choose_tool`) when the model may pick, the arguments written into JSON we
   write (`guided_json`), or for schemas that cannot be guided, generated whole and parsed,
   retried (sampled) through tenacity while they do not parse;
-- after tool results: a call that repeats one already answered becomes an answer, from the
+- no forced choice ("auto"): a call or an answer without tools, as likelihood decides
+  (`choice.choose_tool_or_answer`); a call is then made as a forced one;
+- after tool results for the latest question: an answer, never another call (a small model
+  reading its own call copies it); a call the model writes instead becomes an answer from the
   conversation with the results folded into the question.
 
 The pieces are partial generations; the finished turn is leak-checked and audited once.
@@ -26,8 +29,8 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 
 from ..results import GenerationResult, Usage
 from . import guided_json
-from .choice import choose_tool, forced_call_prefix, forced_tool_name, last_question
-from .history import fold_tool_results, repeats_answered_calls
+from .choice import choose_tool, choose_tool_or_answer, forced_call_prefix, forced_tool_name, last_question
+from .history import fold_tool_results, has_results_since_question
 from .parsing import parse_tool_calls
 
 if TYPE_CHECKING:
@@ -68,9 +71,20 @@ class ToolTurn:
         """The turn's result; engine `options` as from `tool_options` plus the usual ones."""
         if options.get("prefix"):
             return self._forced_call(conversation, options)
-        if options.get("tools") and any(m["role"] == "tool" for m in conversation):
+        if not options.get("tools"):
+            return self.engine.generate(conversation, **options)
+        if has_results_since_question(conversation):
             return self._after_tool_results(conversation, options)
-        return self.engine.generate(conversation, **options)
+        return self._call_or_answer(conversation, options)
+
+    def _call_or_answer(self, conversation: list[dict[str, Any]], options: dict[str, Any]) -> GenerationResult:
+        """No forced choice: the call likelihood picks, made as a forced call, or an answer without
+        the tools in sight (a small model shown tools imitates a call it was not asked for)."""
+        tools = options["tools"]
+        name = choose_tool_or_answer(last_question(conversation), tools, self.engine.score_texts)
+        if name is None:
+            return self.engine.generate(conversation, **{**options, "tools": None})
+        return self._forced_call(conversation, {**options, **tool_options(tools, name, options.get("stop"))})
 
     def _forced_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]) -> GenerationResult:
         started = time.perf_counter()
@@ -88,8 +102,8 @@ class ToolTurn:
     def _after_tool_results(self, conversation: list[dict[str, Any]], options: dict[str, Any]) -> GenerationResult:
         started = time.perf_counter()
         result = self.engine.generate(conversation, **{**options, "partial": True})
-        calls = parse_tool_calls(result.answer, _names(options["tools"])).calls
-        if repeats_answered_calls(calls, conversation):
+        written = parse_tool_calls(result.answer, _names(options["tools"]))
+        if written.calls or written.invalid:
             result = self.engine.generate(fold_tool_results(conversation),
                                           **{**options, "tools": None, "partial": True})
         return self._finish(conversation, result, options, started)

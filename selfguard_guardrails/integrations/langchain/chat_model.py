@@ -4,7 +4,10 @@
     chain = prompt | ChatSelfGuard() | StrOutputParser()
 
 The engine loads on first use (construction is instant) or is shared (`ChatSelfGuard(engine=guard)`).
-The reasoning trace goes to `additional_kwargs["reasoning_content"]`, never into the text.
+The reasoning trace goes to `additional_kwargs["reasoning_content"]`, never into the text; a
+guardrail's refusal to `additional_kwargs["refusal"]`. `message.content_blocks` reads both as
+LangChain's standard blocks (`content_blocks.py`, registered on import), and with
+`output_version="v1"` the content is those blocks.
 Leak findings are emitted as custom callback events on the model's own run, and the audit
 record of each generation carries LangChain's run ids (see `SelfGuardAuditHandler`).
 """
@@ -27,14 +30,17 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from ...results import GenerationResult, StreamPiece
-from ...tooling.choice import forced_call_prefix
 from ...tooling.parsing import parse_tool_calls
-from ...tooling.turns import ToolTurn
+from ...tooling.turns import ToolTurn, tool_options
 from ..options import AdapterFields, call_options, max_tokens_field
+from . import content_blocks
 from .audit import SelfGuardAuditHandler, run_context
-from .messages import metadata_of, to_engine_messages, usage_of
+from .messages import metadata_of, refusal_kwargs, to_engine_messages, usage_of
 
 FINDINGS_EVENT = "selfguard_leak_findings"
+PROVIDER_METADATA = {"model_provider": content_blocks.PROVIDER}  # on every streamed chunk: its blocks are ours
+
+content_blocks.register()
 
 
 class ChatSelfGuard(AdapterFields, BaseChatModel):
@@ -83,12 +89,14 @@ class ChatSelfGuard(AdapterFields, BaseChatModel):
         format, see `selfguard_guardrails.runtime.chat`); calls come back in `AIMessage.tool_calls`,
         calls that do not parse in `invalid_tool_calls`. `tool_choice` "any"/"required" or a
         tool's name forces a call: the answer is started for the model (`<tool_call>{"name": ...`),
-        and a call that does not parse is tried again, sampled, up to `tool_call_retries` times."""
+        and a call that does not parse is tried again, sampled, up to `tool_call_retries` times.
+        Without one ("auto"), the model's likelihood decides between a call and an answer
+        (`tooling.choice.choose_tool_or_answer`); "none" hides the tools."""
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
     def _message(self, result: GenerationResult, tools: Sequence[dict[str, Any]] | None = None) -> AIMessage:
-        extra = {"reasoning_content": result.reasoning} if result.reasoning else {}
+        extra = {**({"reasoning_content": result.reasoning} if result.reasoning else {}), **refusal_kwargs(result)}
         usage, metadata = usage_of(result), metadata_of(result)
         if not tools:
             return AIMessage(content=result.answer, additional_kwargs=extra, usage_metadata=usage,
@@ -138,8 +146,10 @@ class ChatSelfGuard(AdapterFields, BaseChatModel):
             return
         for item in self.engine.stream(to_engine_messages(messages), **options):
             if isinstance(item, StreamPiece):
-                chunk = (AIMessageChunk(content="", additional_kwargs={"reasoning_content": item.text})
-                         if item.channel == "reasoning" else AIMessageChunk(content=item.text))
+                chunk = (AIMessageChunk(content="", additional_kwargs={"reasoning_content": item.text},
+                                        response_metadata=dict(PROVIDER_METADATA))
+                         if item.channel == "reasoning"
+                         else AIMessageChunk(content=item.text, response_metadata=dict(PROVIDER_METADATA)))
                 generation = ChatGenerationChunk(message=chunk)
                 if run_manager is not None:
                     run_manager.on_llm_new_token(item.text if item.channel == "answer" else "", chunk=generation)
@@ -147,17 +157,17 @@ class ChatSelfGuard(AdapterFields, BaseChatModel):
                 continue
             self._report(item, run_manager)
             yield ChatGenerationChunk(message=AIMessageChunk(
-                content="", usage_metadata=usage_of(item), response_metadata=metadata_of(item),
-                chunk_position="last"))
+                content="", additional_kwargs=refusal_kwargs(item), usage_metadata=usage_of(item),
+                response_metadata=metadata_of(item), chunk_position="last"))
 
     # -- batches: one padded engine batch, one LangChain run per input -------------------------
     def _batchable(self, inputs: Sequence[Any], return_exceptions: bool, kwargs: dict[str, Any]) -> bool:
-        """Whether a batch can run as one engine batch: several inputs, no forced tool call (its
-        pieces are sequential), no cache or rate limiter to consult per input, and errors raised
-        (with `return_exceptions` each input needs its own outcome, so each runs alone)."""
-        forced = forced_call_prefix(kwargs.get("tools"), kwargs.get("tool_choice"))
+        """Whether a batch can run as one engine batch: several inputs, no tools (a turn with tools
+        is sequential pieces: the choice, then the call), no cache or rate limiter to consult per
+        input, and errors raised (with `return_exceptions` each input needs its own outcome)."""
+        tools = tool_options(kwargs.get("tools"), kwargs.get("tool_choice"), None)["tools"]
         uncached = self.cache is False or (self.cache is None and get_llm_cache() is None)
-        return len(inputs) > 1 and not return_exceptions and not forced and uncached and self.rate_limiter is None
+        return len(inputs) > 1 and not return_exceptions and not tools and uncached and self.rate_limiter is None
 
     def _start_runs(self, conversations: list[list[BaseMessage]], configs: list[RunnableConfig],
                     stop: list[str] | None, kwargs: dict[str, Any]) -> list[CallbackManagerForLLMRun]:
@@ -195,6 +205,8 @@ class ChatSelfGuard(AdapterFields, BaseChatModel):
         messages = []
         for manager, result in zip(managers, results, strict=True):
             message = self._message(result, options["tools"])
+            if self.output_version == "v1":
+                message = content_blocks.as_v1(message)
             self._report(result, manager)
             manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]],
                                          llm_output={"model_name": result.model}))

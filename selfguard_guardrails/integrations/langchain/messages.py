@@ -9,7 +9,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.messages.ai import UsageMetadata
 
 from ...errors import InvalidMessagesError
+from ...method.refusals import refusal_sentence_end
 from ...results import GenerationResult
+
+# Blocks of an earlier answer that are not fed back: its reasoning, its refusal (the text holds
+# it too) and its tool calls (they travel in `AIMessage.tool_calls`).
+SKIPPED_BLOCKS = ("reasoning", "thinking", "refusal", "tool_use", "tool_call", "tool_call_chunk", "invalid_tool_call")
 
 
 def _text(content: Any, where: str) -> str:
@@ -22,8 +27,8 @@ def _text(content: Any, where: str) -> str:
             parts.append(block)
         elif isinstance(block, dict) and block.get("type") == "text":
             parts.append(str(block.get("text", "")))
-        elif isinstance(block, dict) and block.get("type") in ("reasoning", "thinking", "tool_use", "tool_call"):
-            continue  # earlier reasoning is not fed back; tool calls travel in `AIMessage.tool_calls`
+        elif isinstance(block, dict) and block.get("type") in SKIPPED_BLOCKS:
+            continue
         else:
             kind = block.get("type") if isinstance(block, dict) else type(block).__name__
             raise InvalidMessagesError(f"{where} holds a {kind!r} content block; this model reads text only: "
@@ -73,3 +78,21 @@ def metadata_of(result: GenerationResult) -> dict[str, Any]:
             "awareness": result.awareness,
             "gate_fired": result.gate_fired,
             "leakage": None if result.leakage is None else result.leakage.summary()}
+
+
+def refusal_of(result: GenerationResult) -> str | None:
+    """The guardrail's refusal, reported as a standard `refusal` block: an answer the policy blocked
+    for a leak, or a steered answer that opens with a refusal (`method.refusals`). An unsteered
+    model refusing in its own words is ordinary text, as LangChain defines the block."""
+    if result.leakage is not None and result.leakage.action == "block":
+        return result.answer
+    if not (result.gate_fired or result.steering is not None):
+        return None
+    end = refusal_sentence_end(result.answer)
+    return None if end is None else result.answer[:end].strip()
+
+
+def refusal_kwargs(result: GenerationResult) -> dict[str, str]:
+    """`additional_kwargs` that carry the refusal (where OpenAI's messages carry theirs), or none."""
+    refusal = refusal_of(result)
+    return {} if refusal is None else {"refusal": refusal}
