@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_EXPORTS = {"ChatSelfGuard": "chat_model", "SelfGuardAuditHandler": "audit"}
+_EXPORTS = {"ChatSelfGuard": "chat_model", "SelfGuardAuditHandler": "audit", "SelfGuardMiddleware": "middleware"}
 
 __all__ = list(_EXPORTS)
 
