@@ -9,7 +9,9 @@ result's answer with `parsing.parse_tool_calls`. What a 135M model needs is here
   write (`guided_json`), or for schemas that cannot be guided, generated whole and parsed,
   retried (sampled) through tenacity while they do not parse;
 - no forced choice ("auto"): a call or an answer without tools, as likelihood decides
-  (`choice.choose_tool_or_answer`); a call is then made as a forced one;
+  (`choice.choose_tool_or_answer`); a call is then made as a forced one. In a gated mode a
+  request the awareness gate flags gets the steered answer, never a call: likelihood must not
+  hand a harmful request to a tool;
 - after tool results for the latest question: an answer, never another call (a small model
   reading its own call copies it); a call the model writes instead becomes an answer from the
   conversation with the results folded into the question.
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from ..results import GenerationResult, Usage
+from ..settings import Mode
 from . import guided_json
 from .choice import choose_tool, choose_tool_or_answer, forced_call_prefix, forced_tool_name, last_question
 from .history import fold_tool_results, has_results_since_question
@@ -81,10 +84,15 @@ class ToolTurn:
         """No forced choice: the call likelihood picks, made as a forced call, or an answer without
         the tools in sight (a small model shown tools imitates a call it was not asked for)."""
         tools = options["tools"]
-        name = choose_tool_or_answer(last_question(conversation), tools, self.engine.score_texts)
+        name = None if self._gate_fires(conversation, options) else choose_tool_or_answer(
+            last_question(conversation), tools, self.engine.score_texts)
         if name is None:
             return self.engine.generate(conversation, **{**options, "tools": None})
         return self._forced_call(conversation, {**options, **tool_options(tools, name, options.get("stop"))})
+
+    def _gate_fires(self, conversation: list[dict[str, Any]], options: dict[str, Any]) -> bool:
+        mode = Mode.parse(options.get("mode") or self.engine.default_mode)
+        return mode.gated and self.engine.awareness([conversation])[0] > 0
 
     def _forced_call(self, conversation: list[dict[str, Any]], options: dict[str, Any]) -> GenerationResult:
         started = time.perf_counter()
