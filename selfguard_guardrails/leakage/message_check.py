@@ -153,7 +153,9 @@ class OutputGuard:
     def raise_if_blocked(self, checked: CheckedOutput) -> None:
         """`LeakBlockedError` when the policy blocks by raising (after the caller wrote its audit record)."""
         if checked.blocked and self.policy.block_with == "raise":
-            kinds = sorted({f.kind for f in checked.report.findings})
-            raise LeakBlockedError(f"The model's message was withheld: the leak policy blocks {', '.join(kinds)} "
+            found = {f.kind for f in checked.report.findings}
+            stopping = self.policy.kinds_with("block") | self.policy.kinds_with("regenerate")
+            blocking = sorted(found & stopping) or sorted(found)
+            raise LeakBlockedError(f"The model's message was withheld: the leak policy blocks {', '.join(blocking)} "
                                    f"and the checks found {len(checked.report.findings)} finding(s) (see "
                                    "error.findings; the audit log has the record).", checked.report.findings)
