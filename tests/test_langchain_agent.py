@@ -86,7 +86,8 @@ def test_chat_self_guard_with_the_middleware_in_create_agent(engine, tmp_path):
                             {"configurable": {"thread_id": "t-1"}})["messages"]
     assert messages[1].tool_calls[0]["name"] == "get_weather" and "sunny" in messages[-1].text.lower()
     records = read_audit_log(tmp_path / "audit.jsonl")
-    assert [r.mode for r in records] == ["external", "external"] and {r.context["thread_id"] for r in records} == {"t-1"}
+    assert [r.mode for r in records] == ["external", "external"]
+    assert {r.context["thread_id"] for r in records} == {"t-1"}
     assert all(r.findings == [] for r in records)
 
 
