@@ -127,3 +127,11 @@ class TestRouting:
         assert hosted.seen == [] and final.content_blocks[-1]["type"] == "refusal"
         [record] = read_audit_log(tmp_path / "audit.jsonl")
         assert record.mode == "blocked" and record.gate_fired is True and record.output_tokens == 0
+
+    async def test_routing_in_an_async_agent(self, engine, tmp_path):
+        graph, hosted = self.agent(engine, tmp_path, guarded_max_tokens=16)
+        final = (await graph.ainvoke({"messages": [{"role": "user", "content": HARMFUL}]}))["messages"][-1]
+        benign = (await graph.ainvoke({"messages": [{"role": "user", "content": "Name a colour."}]}))["messages"][-1]
+        assert "refusal" in [block["type"] for block in final.content_blocks] and benign.text == "Hosted answer."
+        assert len(hosted.seen) == 1
+        assert [r.mode for r in read_audit_log(tmp_path / "audit.jsonl")] == ["self-guard", "external"]

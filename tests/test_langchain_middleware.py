@@ -210,6 +210,27 @@ async def test_async_agents_are_guarded_the_same_way(tmp_path):
     assert len(read_audit_log(tmp_path / "audit.jsonl")) == 2
 
 
+@pytest.mark.parametrize(("policy", "action", "shown"), [
+    ("log", "log", GITHUB_TOKEN), ("redact", "redact", "[REDACTED:secret/github_token]"),
+    ({"secret": "block", "block_with": "refusal"}, "block", "I can't share that"),
+    ({"secret": "regenerate", "block_with": "refusal"}, "regenerate", "clean answer")])
+async def test_each_policy_acts_the_same_in_async_agents(policy, action, shown, tmp_path):
+    graph, _ = agent([AIMessage(f"key {GITHUB_TOKEN}"), AIMessage("clean answer")], leak_policy=policy,
+                     audit=tmp_path / "audit.jsonl")
+    final = (await graph.ainvoke(QUESTION))["messages"][-1]
+    assert shown in final.text
+    [record] = read_audit_log(tmp_path / "audit.jsonl")
+    assert record.action == action and GITHUB_TOKEN not in audit_text(tmp_path / "audit.jsonl")
+
+
+async def test_an_async_block_raises_after_writing_the_audit_record(tmp_path):
+    graph, _ = agent([deepseek_reply(f"token {GITHUB_TOKEN}", "ok")], leak_policy="block",
+                     audit=tmp_path / "audit.jsonl")
+    with pytest.raises(LeakBlockedError):
+        await graph.ainvoke(QUESTION)
+    assert [r.action for r in read_audit_log(tmp_path / "audit.jsonl")] == ["block"]
+
+
 def test_a_streamed_agent_shows_a_redacted_reply_only_once_it_is_checked():
     reply = AIMessage(f"Here is the key {GITHUB_TOKEN} for you, and more words after it.")
     graph, _ = agent([reply])
