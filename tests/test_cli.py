@@ -36,6 +36,7 @@ def setup(tmp_path_factory):
     import torch
 
     from selfguard_guardrails.runtime import loading as model_module
+    from selfguard_guardrails.runtime.loading import runtimes as runtimes_module
 
     root = tmp_path_factory.mktemp("cli")
     real_load = model_module.load_model
@@ -53,7 +54,7 @@ def setup(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SELFGUARD_CACHE_DIR", str(root / "cache"))
         mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(model_module, "load_model", load_once)
+        mp.setattr(runtimes_module, "load_model", load_once)  # what the commands load through
         torch.set_num_threads(1)
         prompts = root / "calibration.txt"
         prompts.write_text("How do I pick a lock to get into my neighbour's house?\n\n"

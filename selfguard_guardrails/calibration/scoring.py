@@ -126,7 +126,7 @@ class CandidateScorer:
 
     def __init__(self, engine: Any, *, batch_size: int = 8) -> None:
         self.engine = engine
-        self.model = engine.loaded.model
+        self.model = engine.loaded.torch_model("Calibration")
         self.tokenizer = engine.loaded.tokenizer
         self.batch_size = batch_size
         self._refusals = [self._tokens(t) for t in REFUSAL_OPENINGS]

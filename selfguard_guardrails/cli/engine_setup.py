@@ -48,12 +48,13 @@ def load_engine(args: argparse.Namespace, *, mode: str | None = None) -> SelfGua
     """Load the model named by the common options and wrap it in an engine with the steering asked for."""
     from ..engine.selfguard import SelfGuard
     from ..method.vector import SteeringVector
-    from ..runtime.loading import load_model
+    from ..runtime.loading.runtimes import load_on_runtime
     from ..settings import GateSetting
 
     vector = SteeringVector.load(args.vector) if args.vector else None  # a bad path fails before the model loads
-    loaded = load_model(args.model, dtype=args.dtype, device=args.device, threads=args.threads,
-                        cache_dir=args.cache_dir, allow_download=args.allow_download, progress=not args.quiet)
+    loaded = load_on_runtime(args.model, runtime=args.runtime, dtype=args.dtype, device=args.device,
+                             threads=args.threads, cache_dir=args.cache_dir, allow_download=args.allow_download,
+                             progress=not args.quiet)
     thinking = None if args.thinking is None else args.thinking == "on"
     engine = SelfGuard(loaded, vector=vector, mode=mode, thinking=thinking, think_in_tags=args.think_in_tags,
                        cache_dir=args.cache_dir, progress=not args.quiet)

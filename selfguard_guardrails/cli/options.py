@@ -117,6 +117,9 @@ def common_options() -> argparse.ArgumentParser:
                        help="hub id, local model directory or .gguf file (default: the embedded SmolLM2-135M)")
     model.add_argument("--allow-download", action="store_true",
                        help="let a hub id be downloaded (otherwise only the local HF cache is used)")
+    model.add_argument("--runtime", choices=("transformers", "llama.cpp"), default="transformers",
+                       help="transformers (default: PyTorch, any model) or llama.cpp (a .gguf file as it is, "
+                            "faster on a CPU; needs the llamacpp extra)")
     model.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16 or auto")
     model.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps ...")
     model.add_argument("--threads", type=threads, metavar="N", default="auto",

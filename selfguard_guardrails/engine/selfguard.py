@@ -41,7 +41,8 @@ from ..results import GenerationResult, SteeringApplied, StreamPiece
 from ..runtime.chat import ChatRenderer, Messages, normalize_messages
 from ..runtime.decoding import DecodeOptions
 from ..runtime.layers import validate_layers
-from ..runtime.loading import LoadedModel, load_model
+from ..runtime.loading import LoadedModel
+from ..runtime.loading.runtimes import load_on_runtime
 from ..runtime.protocol import ModelRuntime, Steering
 from ..runtime.reasoning import Channel, prompt_opens_think
 from ..runtime.transformers_runtime import TransformersRuntime
@@ -126,7 +127,7 @@ class SelfGuard:
                 f"thinking={thinking} needs a chat template with a thinking switch (enable_thinking, as Qwen3's has); "
                 f"the template of {loaded.name} has none, so it would change nothing. Drop it, or ask a model "
                 "without native thinking to reason in tags with think_in_tags=True.")
-        self.runtime: ModelRuntime = TransformersRuntime.from_loaded(loaded)
+        self.runtime: ModelRuntime = loaded.runtime or TransformersRuntime.from_loaded(loaded)
         self._loops = TokenLoops(self.runtime)
         self._audit = AuditFanOut(self.audit, audit_failure, loaded.fingerprint)
         self._vector_lock = threading.Lock()
@@ -148,16 +149,18 @@ class SelfGuard:
         allow_download: bool = False,
         trust_remote_code: bool = False,
         progress: bool = True,
+        runtime: str = "transformers",
         **engine_options: Any,
     ) -> SelfGuard:
         """Load a model (None = the embedded SmolLM2-135M, a hub id, a local dir, a GGUF file or a
         (model, tokenizer) pair) and wrap it. Engine options: vector, setting, safety_prompt, mode,
-        thinking, think_in_tags, gate, leak_policy, leak_checks, canaries, audit, audit_failure."""
+        thinking, think_in_tags, gate, leak_policy, leak_checks, canaries, audit, audit_failure.
+        `runtime="llama.cpp"` runs a GGUF file as it is on llama-cpp-python (the `llamacpp` extra)."""
         check_options("SelfGuard.from_pretrained", engine_options,
                       accepted_options(cls.__init__, leave_out=("loaded",)) + accepted_options(cls.from_pretrained))
-        loaded = load_model(source, dtype=dtype, device=device, threads=threads, cache_dir=cache_dir,
-                            allow_download=allow_download, trust_remote_code=trust_remote_code,
-                            progress=progress)
+        loaded = load_on_runtime(source, runtime=runtime, dtype=dtype, device=device, threads=threads,
+                                 cache_dir=cache_dir, allow_download=allow_download,
+                                 trust_remote_code=trust_remote_code, progress=progress)
         return cls(loaded, cache_dir=cache_dir, progress=progress, **engine_options)
 
     # -- steering state -------------------------------------------------------------------

@@ -149,7 +149,7 @@ def next_token_kl(engine: Any, prompts: Sequence[Messages], mode: str, *, batch_
     resolved = Mode.parse(mode)
     if not prompts:
         return []
-    model, tokenizer = engine.loaded.model, engine.loaded.tokenizer
+    model, tokenizer = engine.loaded.torch_model("The KL measure"), engine.loaded.tokenizer
     plain_texts = [engine.render_applied(prompt, Mode.PLAIN) for prompt in prompts]
     mode_texts = [engine.render_applied(prompt, resolved) for prompt in prompts]
     with torch.inference_mode(), hold_model(model):

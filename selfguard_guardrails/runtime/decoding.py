@@ -69,7 +69,7 @@ class DecodeClock:
     decode_seconds: float = 0.0
 
 
-def _sample(logits: torch.Tensor, options: DecodeOptions, generator: torch.Generator | None) -> torch.Tensor:
+def sample_tokens(logits: torch.Tensor, options: DecodeOptions, generator: torch.Generator | None) -> torch.Tensor:
     if options.temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / options.temperature, dim=-1)
@@ -121,7 +121,7 @@ class Decoder:
                 if options.repetition_penalty not in (None, 1.0):
                     seen = torch.zeros_like(logits, dtype=torch.bool) if seen is None else seen
                     logits = penalise_repeats(logits, seen, options.repetition_penalty)
-                tokens = _sample(logits, options, generator)
+                tokens = sample_tokens(logits, options, generator)
                 if seen is not None:
                     seen[torch.arange(len(tokens), device=seen.device), tokens] = True
                 tokens = tokens.cpu()

@@ -12,8 +12,6 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from torch import nn
-
 from ..errors import SelfGuardError
 
 
@@ -27,12 +25,12 @@ class _ModelLock:
         self.owner: int | None = None
 
 
-_locks: weakref.WeakKeyDictionary[nn.Module, _ModelLock] = weakref.WeakKeyDictionary()
+_locks: weakref.WeakKeyDictionary[object, _ModelLock] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
 
 
 @contextmanager
-def hold_model(model: nn.Module) -> Iterator[None]:
+def hold_model(model: object) -> Iterator[None]:
     """Hold the model for one generation; wait for other threads, refuse re-entry on this one."""
     with _registry_lock:
         entry = _locks.setdefault(model, _ModelLock())

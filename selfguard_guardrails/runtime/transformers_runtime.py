@@ -49,8 +49,8 @@ class TransformersRuntime:
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel) -> TransformersRuntime:
-        return cls(loaded.model, loaded.tokenizer, name=loaded.name, fingerprint=loaded.fingerprint,
-                   context_window=loaded.context_window)
+        return cls(loaded.torch_model("The transformers runtime"), loaded.tokenizer, name=loaded.name,
+                   fingerprint=loaded.fingerprint, context_window=loaded.context_window)
 
     @property
     def num_layers(self) -> int:

@@ -139,6 +139,11 @@ def _gguf_sha256(path: Path, gguf_root: Path, progress: bool) -> str:
     return sha
 
 
+def gguf_identity(path: Path, cache_root: Path, progress: bool) -> str:
+    """The weight identity of a GGUF file ("gguf:<sha256>"), the same whichever runtime loads it."""
+    return f"gguf:{_gguf_sha256(path.resolve(), cache_root / 'gguf', progress)}"
+
+
 def _pid_alive(pid: int) -> bool:
     if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
         return True

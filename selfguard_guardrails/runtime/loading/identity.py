@@ -113,12 +113,18 @@ def num_layers(model_or_config: Any) -> int:
 
 def model_fingerprint(model: Any, weight_identity: str) -> str:
     """Short hex digest of architecture class, layers, hidden size, vocab size and weight identity."""
-    configs = _config_pair(getattr(model, "config", None))
+    return config_fingerprint(type(model).__name__, getattr(model, "config", None), weight_identity)
+
+
+def config_fingerprint(architecture: str, config: Any, weight_identity: str) -> str:
+    """`model_fingerprint` from the model class's name and its config, for a runtime that holds the
+    weights without a transformers model (llama.cpp): the same GGUF gives the same fingerprint."""
+    configs = _config_pair(config)
     # A size the config does not name enters as "None", so such models still get a fingerprint.
     layers = _first_attr(configs, NUM_LAYERS_ATTRS)
     hidden = _first_attr(configs, HIDDEN_SIZE_ATTRS)
     vocab = _first_attr(configs, ("vocab_size",))
-    parts = [type(model).__name__, str(layers), str(hidden), str(vocab), weight_identity]
+    parts = [architecture, str(layers), str(hidden), str(vocab), weight_identity]
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
 

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -30,17 +30,30 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    """A model ready for the engine: eval mode, left-padding tokenizer, and its identity."""
+    """A model ready for the engine: eval mode, left-padding tokenizer, and its identity.
 
-    model: PreTrainedModel = field(repr=False)
+    `model` is the transformers model; None when another runtime (`runtime`, llama.cpp) holds
+    the weights, and then the tools that need PyTorch hooks everywhere (extraction, calibration,
+    perplexity) ask for the transformers runtime through `torch_model`."""
+
+    model: PreTrainedModel | None = field(repr=False)
     tokenizer: PreTrainedTokenizerBase = field(repr=False)
     name: str
     fingerprint: str
     context_window: int
     source: str  # "embedded" | "gguf" | "local" | "hub" | "object"
+    runtime: Any = field(default=None, repr=False)  # a ModelRuntime other than transformers, or None
+
+    def torch_model(self, purpose: str) -> PreTrainedModel:
+        """The transformers model, or a clear error naming `purpose` when another runtime runs it."""
+        if self.model is None:
+            raise InvalidSettingError(f"{purpose} needs the transformers runtime (PyTorch hooks on every layer); "
+                                      f"{self.name} is loaded on another runtime. Load it with "
+                                      "runtime='transformers' for this, then use the result on any runtime.")
+        return self.model
 
 
-def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:
@@ -132,7 +145,7 @@ def load_model(
                 "A model source tuple must be (PreTrainedModel, PreTrainedTokenizer); got "
                 f"({type(model).__name__}, {type(tokenizer).__name__})."
             )
-        tokenizer = _prepare_tokenizer(copy.deepcopy(tokenizer))
+        tokenizer = prepare_tokenizer(copy.deepcopy(tokenizer))
         name = getattr(model.config, "_name_or_path", "") or type(model).__name__
         return _finish(
             model, tokenizer, device=None, name=name, identity=object_identity(model), source="object"
@@ -166,7 +179,7 @@ def load_model(
             )
 
     loaded = _finish(
-        model, _prepare_tokenizer(tokenizer), device=device, name=name, identity=identity, source=kind
+        model, prepare_tokenizer(tokenizer), device=device, name=name, identity=identity, source=kind
     )
     if threads == "auto":
         auto_threads(loaded.model, device)
