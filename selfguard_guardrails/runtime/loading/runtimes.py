@@ -28,6 +28,7 @@ def load_on_runtime(source: Any = None, *, runtime: str = "transformers", dtype:
                                                  ("allow_download", allow_download, False),
                                                  ("trust_remote_code", trust_remote_code, False)) if value != default]
     if changed:
-        raise InvalidSettingError(f"{', '.join(changed)} do not apply to runtime='llama.cpp', which runs the GGUF's "
-                                  "own weights on the CPU: drop them, or use runtime='transformers'.")
+        verb = "does" if len(changed) == 1 else "do"
+        raise InvalidSettingError(f"{', '.join(changed)} {verb} not apply to runtime='llama.cpp', which runs the "
+                                  "GGUF's own weights on the CPU: drop it, or use runtime='transformers'.")
     return load_for_llama_cpp(source, threads=llama_cpp_threads(threads), cache_dir=cache_dir, progress=progress)
