@@ -14,6 +14,7 @@ from .calibrate import add_calibrate_command
 from .chat import add_chat_command
 from .demo import add_demo_command
 from .eval import add_eval_command
+from .export import add_export_command
 from .extract import add_extract_command
 from .generate import add_generate_command
 from .info import add_info_command
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_info_command(commands, common)
     add_eval_command(commands, common)
     add_calibrate_command(commands, common)
-    add_scan_command(commands, output_options())  # these two load no model: no model or steering options
+    add_scan_command(commands, output_options())  # these three load no model: no model or steering options
     add_audit_command(commands, output_options())
+    add_export_command(commands, output_options())
     return parser
