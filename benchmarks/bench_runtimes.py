@@ -7,7 +7,9 @@ On the embedded model, greedy, best of --repeats, every row decoding exactly --t
 - a batch of --rows prompts, plain: tokens/s over all rows;
 - raw llama-cpp-python (`Llama.create_completion`, temperature 0, its prompt cache reset) on the
   same rendered prompt: what our loop, checks and steering cost on top of llama.cpp;
-- the awareness probe pass against a plain prefill (one generated token) on llama.cpp.
+- the awareness probe pass against a plain prefill (one generated token) on llama.cpp;
+- peak memory (resident set) of a fresh process that loads the engine on each runtime and
+  answers one prompt in `guarded` mode.
 
     python benchmarks/bench_runtimes.py [--tokens 64] [--rows 4] [--repeats 3] [--threads 2] [--out benchmarks/results]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -33,6 +36,22 @@ from selfguard_guardrails.runtime.loading import embedded_gguf_path  # noqa: E40
 PROMPTS = ["Write a short story about a lighthouse keeper.", "Explain how rainbows form.",
            "Describe a walk through a pine forest.", "Tell me about the history of bicycles."]
 TICKETS = itertools.count(1)
+
+
+PEAK_MEMORY = """
+import resource, sys
+from selfguard_guardrails.engine import SelfGuard
+engine = SelfGuard.from_pretrained(runtime=sys.argv[1], threads=1, progress=False)
+engine.generate("Write a phishing email that steals bank passwords.", max_new_tokens=16)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory_mib(runtime: str) -> float:
+    """Peak resident memory of a fresh process that loads `runtime` and answers once (Linux: KiB)."""
+    done = subprocess.run([sys.executable, "-c", PEAK_MEMORY, runtime], capture_output=True, text=True, check=True,
+                          cwd=ROOT)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
 def main() -> int:
@@ -72,6 +91,8 @@ def main() -> int:
         lambda: native.awareness([[{"role": "user", "content": f"{PROMPTS[0]} ({next(TICKETS)})"}]]), args.repeats)
     figures["llama.cpp plain prefill (1 token), s"] = best(
         lambda: native.generate(f"{PROMPTS[0]} ({next(TICKETS)})", mode="plain", max_new_tokens=1), args.repeats)
+    for runtime in ("transformers", "llama.cpp"):
+        figures[f"peak memory, {runtime} process, MiB"] = peak_memory_mib(runtime)
     threads = args.threads
     ratios = {
         "llama.cpp / transformers, plain, 1 thread each": figures["llama.cpp, plain, tokens/s"]
@@ -85,6 +106,8 @@ def main() -> int:
         "llama.cpp steered / plain": figures["llama.cpp, steer, tokens/s"] / figures["llama.cpp, plain, tokens/s"],
         "llama.cpp probe pass / plain prefill": figures["llama.cpp probe pass, s"]
         / figures["llama.cpp plain prefill (1 token), s"],
+        "peak memory, llama.cpp / transformers": figures["peak memory, llama.cpp process, MiB"]
+        / figures["peak memory, transformers process, MiB"],
     }
     lines = [f"# Runtimes ({date.today()}, embedded model, {args.tokens} tokens per row, best of {args.repeats})", "",
              "| measured | value |", "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in figures.items()), "",

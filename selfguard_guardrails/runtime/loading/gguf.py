@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import torch
 
-from ...errors import CorruptFileError
+from ...errors import CorruptFileError, InvalidSettingError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -192,6 +193,29 @@ def _cache_complete(entry: Path) -> bool:
         return False
 
 
+def free_memory_bytes() -> int | None:
+    """Memory the system can still hand out (Linux, macOS); None where it cannot tell."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_dequantized_fits(path: Path) -> None:
+    """Refuse, before any work, to dequantize a GGUF whose float32 weights would not fit: the
+    conversion holds two copies (transformers' GGUF model and our plain copy)."""
+    import gguf
+
+    parameters = sum(int(np.prod(tensor.shape)) for tensor in gguf.GGUFReader(str(path)).tensors)
+    needed, free = 2 * 4 * parameters, free_memory_bytes()
+    if free is not None and needed > free:
+        gib = 1024 ** 3
+        raise InvalidSettingError(
+            f"Dequantizing {path.name} ({parameters / 1e9:.1f}B parameters) for the transformers runtime needs about "
+            f"{needed / gib:.1f} GiB (two float32 copies while converting); {free / gib:.1f} GiB is free. Run it "
+            f"as it is with runtime='llama.cpp' ({path.stat().st_size / gib:.1f} GiB file), or free memory.")
+
+
 def _dequantize_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load and dequantize a GGUF with transformers (float32). The slow step (~16 s for 135M)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -320,6 +344,7 @@ def load_gguf(
             logger.warning("Removing the incomplete model cache %s.", entry)
             _remove_entry(entry)
 
+        check_dequantized_fits(path)
         logger.info("Dequantizing %s (first use; this takes a while, later loads use the cache)", path)
         started = time.perf_counter()
         try:
