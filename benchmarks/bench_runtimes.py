@@ -39,16 +39,17 @@ TICKETS = itertools.count(1)
 
 
 PEAK_MEMORY = """
-import resource, sys
+import sys
 from selfguard_guardrails.engine import SelfGuard
 engine = SelfGuard.from_pretrained(runtime=sys.argv[1], threads=1, progress=False)
 engine.generate("Write a phishing email that steals bank passwords.", max_new_tokens=16)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
 def peak_memory_mib(runtime: str) -> float:
-    """Peak resident memory of a fresh process that loads `runtime` and answers once (Linux: KiB)."""
+    """Peak resident memory (KiB, Linux's VmHWM) of a fresh process that loads `runtime` and
+    answers once. Not `ru_maxrss`: a child inherits its parent's figure from the fork."""
     done = subprocess.run([sys.executable, "-c", PEAK_MEMORY, runtime], capture_output=True, text=True, check=True,
                           cwd=ROOT)
     return int(done.stdout.strip().splitlines()[-1]) / 1024
