@@ -161,3 +161,11 @@ def test_a_vector_for_another_model_is_refused_before_decoding(native):
     engine = SelfGuard(native.loaded, vector=other, progress=False)  # the same llama.cpp runtime, another vector
     with pytest.raises(VectorMismatchError, match="fingerprint"):
         engine.generate(QUESTIONS[1], mode="steer", max_new_tokens=4)
+
+
+def test_a_gguf_that_is_not_a_language_model_is_refused_by_name(native, tmp_path):
+    from selfguard_guardrails.method.llama_cpp_export import export_control_vector
+
+    control = export_control_vector(native.vector, tmp_path / "cv.gguf", layers=(18,), strength=1.0)
+    with pytest.raises(InvalidSettingError, match="not a causal language model"):
+        SelfGuard.from_pretrained(control.path, runtime="llama.cpp", progress=False)

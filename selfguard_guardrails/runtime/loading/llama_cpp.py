@@ -63,9 +63,14 @@ def load_for_llama_cpp(source: str | os.PathLike | None = None, *, threads: int 
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     with progress_bars(progress):
         identity = gguf_identity(path, root, progress)
-    config: Any = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
-                                                                local_files_only=True))
+    try:  # the tokenizer and chat template come from the file's metadata, as on the transformers runtime
+        config: Any = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
+                                                                    local_files_only=True))
+    except (ValueError, KeyError, OSError) as error:
+        raise InvalidSettingError(f"{path} is a GGUF whose model the library cannot read a tokenizer and chat "
+                                  f"template from ({error}): it is not a causal language model transformers knows "
+                                  "(a control vector or an adapter?). Pass the model's own .gguf file.") from error
     architecture = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type, config.model_type)
     fingerprint = config_fingerprint(architecture, config, identity)
     runtime = LlamaCppRuntime(path, tokenizer, name=name, fingerprint=fingerprint, threads=threads)
