@@ -31,7 +31,7 @@ from ..errors import InvalidSettingError, ModelNotFoundError
 from .decoding import DecodeClock, DecodeOptions, penalise_repeats, sample_tokens
 from .llama_cpp_capture import LayerCapture
 from .locking import hold_model
-from .protocol import PromptBatch, Steering
+from .protocol import PromptBatch, Steering, encode_prompts
 
 _backend_ready = threading.Lock()
 _backend_started = False
@@ -188,8 +188,7 @@ class LlamaCppRuntime:
         return hold_model(self)
 
     def encode(self, texts: Sequence[str]) -> PromptBatch:
-        encoded = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
-        return PromptBatch(encoded["input_ids"], encoded["attention_mask"], encoded["attention_mask"].sum(dim=-1))
+        return encode_prompts(self.tokenizer, texts)
 
     def last_token_states(self, texts: Sequence[str], *, up_to_layer: int | None = None, batch_size: int = 16,
                           desc: str = "activations", progress: bool = False,

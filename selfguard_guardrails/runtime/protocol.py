@@ -43,6 +43,13 @@ class PromptBatch:
     prompt_lengths: torch.Tensor
 
 
+def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> PromptBatch:
+    """Rendered prompt texts as a left-padded batch (no special tokens added: the template has
+    them): the same token ids on every runtime that shares the tokenizer."""
+    encoded = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+    return PromptBatch(encoded["input_ids"], encoded["attention_mask"], encoded["attention_mask"].sum(dim=-1))
+
+
 class ModelRuntime(Protocol):
     """A loaded model as the engine uses it. Calls are not thread-safe: hold `hold()` around each."""
 

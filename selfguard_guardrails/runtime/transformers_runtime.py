@@ -21,7 +21,7 @@ from .loading import LoadedModel, hidden_size
 from .loading.identity import context_window as context_window_of
 from .locking import hold_model
 from .logprobs import sequence_logprobs
-from .protocol import PromptBatch, Steering
+from .protocol import PromptBatch, Steering, encode_prompts
 from .steering_hooks import layer_additions
 
 
@@ -67,8 +67,7 @@ class TransformersRuntime:
         return hold_model(self.model)
 
     def encode(self, texts: Sequence[str]) -> PromptBatch:
-        encoded = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
-        return PromptBatch(encoded["input_ids"], encoded["attention_mask"], encoded["attention_mask"].sum(dim=-1))
+        return encode_prompts(self.tokenizer, texts)
 
     def last_token_states(self, texts: Sequence[str], *, up_to_layer: int | None = None, batch_size: int = 16,
                           desc: str = "activations", progress: bool = False,
