@@ -194,21 +194,43 @@ def _cache_complete(entry: Path) -> bool:
 
 
 def free_memory_bytes() -> int | None:
-    """Memory the system can still hand out (Linux, macOS); None where it cannot tell."""
+    """Memory the system can still hand out; None where it cannot tell.
+
+    Linux's MemAvailable counts reclaimable page cache; the free-page count alone would call a
+    machine that recently read large files "full"."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
 
 
+def _parameter_count(path: Path) -> int | None:
+    """Parameters in a GGUF's tensors; None when its header does not parse (the conversion then
+    reports the file as corrupt, with the reason)."""
+    import gguf
+
+    try:
+        return sum(int(np.prod(tensor.shape)) for tensor in gguf.GGUFReader(str(path)).tensors)
+    except Exception:
+        return None
+
+
 def check_dequantized_fits(path: Path) -> None:
     """Refuse, before any work, to dequantize a GGUF whose float32 weights would not fit: the
     conversion holds two copies (transformers' GGUF model and our plain copy)."""
-    import gguf
-
-    parameters = sum(int(np.prod(tensor.shape)) for tensor in gguf.GGUFReader(str(path)).tensors)
-    needed, free = 2 * 4 * parameters, free_memory_bytes()
-    if free is not None and needed > free:
+    parameters = _parameter_count(path)
+    free = free_memory_bytes()
+    if parameters is None or free is None:
+        return
+    needed = 2 * 4 * parameters
+    if needed > free:
         gib = 1024 ** 3
         raise InvalidSettingError(
             f"Dequantizing {path.name} ({parameters / 1e9:.1f}B parameters) for the transformers runtime needs about "
