@@ -37,14 +37,15 @@ PACKAGE = "selfguard_guardrails"
 # Layer (a folder of the package) -> the folders and modules it must not import.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "runtime": ("method", "tooling", "leakage", "audit", "engine", "evaluation", "calibration", "cli",
-                "integrations"),
-    "method": ("leakage", "audit", "engine", "evaluation", "calibration", "cli", "integrations"),
-    "tooling": ("engine", "evaluation", "calibration", "cli", "integrations"),  # engine: type hints only
-    "leakage": ("method", "audit", "engine", "evaluation", "calibration", "cli", "integrations"),
-    "audit": ("method", "engine", "evaluation", "calibration", "cli", "integrations"),
-    "engine": ("evaluation", "calibration", "cli", "integrations"),
-    "evaluation": ("cli", "integrations"),
-    "calibration": ("cli", "integrations"),
+                "integrations", "serving"),
+    "method": ("leakage", "audit", "engine", "evaluation", "calibration", "cli", "integrations", "serving"),
+    "tooling": ("engine", "evaluation", "calibration", "cli", "integrations", "serving"),  # engine: type hints only
+    "leakage": ("method", "audit", "engine", "evaluation", "calibration", "cli", "integrations", "serving"),
+    "audit": ("method", "engine", "evaluation", "calibration", "cli", "integrations", "serving"),
+    "engine": ("evaluation", "calibration", "cli", "integrations", "serving"),
+    "evaluation": ("cli", "integrations", "serving"),
+    "calibration": ("cli", "integrations", "serving"),
+    "serving": ("evaluation", "calibration", "cli", "integrations"),
 }
 # Exceptions to FORBIDDEN: the leakage guard reads the method's prompting texts, to recognise a
 # copied safety prompt in an answer.
@@ -59,6 +60,9 @@ BASE_MAY_IMPORT = ("settings", "errors", "results", "runtime.reasoning", "leakag
 # starting with one of these).
 FRAMEWORKS = ("langchain", "llama_index")
 FRAMEWORK_USERS = ("integrations",)
+# Only the server imports its HTTP stack (the serve extra).
+SERVER_STACK = ("fastapi", "starlette", "uvicorn", "prometheus_client")
+SERVER_STACK_USERS = ("serving",)
 # `selfguard --help` and the setting types answer without loading a model: these never import
 # torch or transformers in a module-level statement.
 HEAVY = ("torch", "transformers")
@@ -252,6 +256,8 @@ def forbidden_arrows(imports: Iterable[Import]) -> list[tuple[Import, str]]:
         top = found.target.split(".")[0]
         if top.startswith(FRAMEWORKS) and not any(_under(source, u) for u in FRAMEWORK_USERS):
             broken.append((found, f"only {'/'.join(FRAMEWORK_USERS)}/ imports {' or '.join(FRAMEWORKS)}"))
+        if top.startswith(SERVER_STACK) and not any(_under(source, u) for u in SERVER_STACK_USERS):
+            broken.append((found, f"only {'/'.join(SERVER_STACK_USERS)}/ imports {', '.join(SERVER_STACK)}"))
         if target is None:
             continue
         if source in BASE:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .options import GATE_FLAGS, STEERING_FLAGS, given_flags
 
@@ -44,8 +44,9 @@ def steering_setting(args: argparse.Namespace, num_layers: int, *, source: str,
     )
 
 
-def load_engine(args: argparse.Namespace, *, mode: str | None = None) -> SelfGuard:
-    """Load the model named by the common options and wrap it in an engine with the steering asked for."""
+def load_engine(args: argparse.Namespace, *, mode: str | None = None, **engine_options: Any) -> SelfGuard:
+    """Load the model named by the common options and wrap it in an engine with the steering asked
+    for (`engine_options`: more of the engine's own, such as audit)."""
     from ..engine.selfguard import SelfGuard
     from ..method.vector import SteeringVector
     from ..runtime.loading.runtimes import load_on_runtime
@@ -57,7 +58,7 @@ def load_engine(args: argparse.Namespace, *, mode: str | None = None) -> SelfGua
                              progress=not args.quiet)
     thinking = None if args.thinking is None else args.thinking == "on"
     engine = SelfGuard(loaded, vector=vector, mode=mode, thinking=thinking, think_in_tags=args.think_in_tags,
-                       cache_dir=args.cache_dir, progress=not args.quiet)
+                       cache_dir=args.cache_dir, progress=not args.quiet, **engine_options)
     if vector is not None:
         engine.vector  # noqa: B018 - checks now that the vector fits this model
     if given_flags(args, GATE_FLAGS):

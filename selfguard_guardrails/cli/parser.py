@@ -20,6 +20,7 @@ from .generate import add_generate_command
 from .info import add_info_command
 from .options import common_options, output_options
 from .scan import add_scan_command
+from .serve import add_serve_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_info_command(commands, common)
     add_eval_command(commands, common)
     add_calibrate_command(commands, common)
+    add_serve_command(commands, common)
     add_scan_command(commands, output_options())  # these three load no model: no model or steering options
     add_audit_command(commands, output_options())
     add_export_command(commands, output_options())

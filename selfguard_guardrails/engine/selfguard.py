@@ -298,19 +298,30 @@ class SelfGuard:
         conversation = apply_safety_prompt(normalize_messages(messages), safety, think_in_tags=self.think_in_tags)
         return self._renderer.render(conversation, thinking=self.thinking, tools=tools)
 
+    def check_fits(self, messages: Messages, mode: Mode | str, max_new_tokens: int,
+                   tools: Sequence[Mapping[str, Any]] | None = None) -> int:
+        """The prompt's token count in `mode` (`guarded`: as if its gate fired, the longer form);
+        `PromptTooLongError` when it and `max_new_tokens` overflow the context window. What a
+        server checks before a request joins a batch."""
+        batch = self.runtime.encode([self.render_applied(messages, mode, tools)])
+        length = int(batch.prompt_lengths.max())
+        self._refuse_overflow(length, max_new_tokens)
+        return length
+
+    def _refuse_overflow(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        window = self.runtime.context_window
+        if prompt_tokens + max_new_tokens > window:
+            raise PromptTooLongError(
+                f"The prompt has {prompt_tokens} tokens and max_new_tokens is {max_new_tokens}: "
+                f"{prompt_tokens + max_new_tokens} tokens do not fit the context window of {window} tokens of "
+                f"{self.runtime.name}. Shorten the prompt or lower max_new_tokens."
+            )
+
     def _prepare(self, conversations: Sequence[Messages], mode: Mode, call: _Call) -> Prepared:
         """Render, tokenize and pad; a prompt that would overflow the context window is refused."""
-        max_new_tokens = call.options.max_new_tokens
         texts = [self.render_applied(messages, mode, call.tools) + call.prefix for messages in conversations]
         batch = self.runtime.encode(texts)
-        window = self.runtime.context_window
-        longest = int(batch.prompt_lengths.max())
-        if longest + max_new_tokens > window:
-            raise PromptTooLongError(
-                f"The prompt has {longest} tokens and max_new_tokens is {max_new_tokens}: {longest + max_new_tokens} "
-                f"tokens do not fit the context window of {window} tokens of {self.runtime.name}. Shorten the "
-                "prompt or lower max_new_tokens."
-            )
+        self._refuse_overflow(int(batch.prompt_lengths.max()), call.options.max_new_tokens)
         return Prepared(batch, [prompt_opens_think(text) for text in texts])
 
     def _options_for(self, mode: Mode, options: DecodeOptions) -> DecodeOptions:

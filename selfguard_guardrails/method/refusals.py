@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from ..results import GenerationResult
+
 # A sentence ends at a run of . ! ? followed by white space or the end of the text so far, or
 # at a newline. "3.5" and "e.g." do not end one; a "." that is the last character does.
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|\Z)|\n")
@@ -50,3 +52,15 @@ def refusal_sentence_end(text: str) -> int | None:
     when it is not one, or is not complete yet (text still being generated)."""
     end = first_sentence_end(text)
     return end if end is not None and is_refusal_sentence(text[:end]) else None
+
+
+def guardrail_refusal(result: GenerationResult) -> str | None:
+    """The guardrail's refusal in a result, for the refusal fields of LangChain's content blocks
+    and OpenAI's messages: an answer the leak policy blocked, or a steered answer that opens with
+    a refusal (its first sentence). An unsteered model refusing in its own words is ordinary text."""
+    if result.leakage is not None and result.leakage.action == "block":
+        return result.answer
+    if not (result.gate_fired or result.steering is not None):
+        return None
+    end = refusal_sentence_end(result.answer)
+    return None if end is None else result.answer[:end].strip()

@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.messages.ai import UsageMetadata
 
 from ...errors import InvalidMessagesError
-from ...method.refusals import refusal_sentence_end
+from ...method.refusals import guardrail_refusal
 from ...results import GenerationResult
 
 # Blocks of an earlier answer that are not fed back: its reasoning, its refusal (the text holds
@@ -80,19 +80,7 @@ def metadata_of(result: GenerationResult) -> dict[str, Any]:
             "leakage": None if result.leakage is None else result.leakage.summary()}
 
 
-def refusal_of(result: GenerationResult) -> str | None:
-    """The guardrail's refusal, reported as a standard `refusal` block: an answer the policy blocked
-    for a leak, or a steered answer that opens with a refusal (`method.refusals`). An unsteered
-    model refusing in its own words is ordinary text, as LangChain defines the block."""
-    if result.leakage is not None and result.leakage.action == "block":
-        return result.answer
-    if not (result.gate_fired or result.steering is not None):
-        return None
-    end = refusal_sentence_end(result.answer)
-    return None if end is None else result.answer[:end].strip()
-
-
 def refusal_kwargs(result: GenerationResult) -> dict[str, str]:
     """`additional_kwargs` that carry the refusal (where OpenAI's messages carry theirs), or none."""
-    refusal = refusal_of(result)
+    refusal = guardrail_refusal(result)
     return {} if refusal is None else {"refusal": refusal}

@@ -1,0 +1,61 @@
+"""`selfguard serve`: the OpenAI-compatible server over a guarded model (the `serve` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from .engine_setup import load_engine
+from .options import MODE_NAMES, CliError, finite_float, int_at_least
+
+
+def add_serve_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    serve = commands.add_parser("serve", parents=[common], help="serve the guarded model over an OpenAI-compatible API",
+                                description="An OpenAI-compatible chat-completions server with per-request "
+                                            "Self-Guard (docs/serving.md). Needs the serve extra.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int_at_least("--port", 1), default=8000, help="port (default 8000)")
+    serve.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' (default: "
+                                                        "$SELFGUARD_API_KEY when set, else no key)")
+    serve.add_argument("--audit", metavar="PATH", help="audit log: a .jsonl or .sqlite file, one record per request")
+    serve.add_argument("--mode", choices=MODE_NAMES, help="the mode of a request that names none (default: as for "
+                                                          "generate)")
+    serve.add_argument("--allow-modes", metavar="LIST", help="modes a request may ask for, comma-separated "
+                                                             "(default: guarded,self-guard)")
+    serve.add_argument("--strength-range", nargs=2, type=finite_float("--strength-range", minimum=0.0),
+                       metavar=("LOW", "HIGH"), help="let a request set λ within this range (default: not at all)")
+    serve.add_argument("--allow-layer-override", action="store_true", help="let a request choose the steered layers")
+    serve.add_argument("--max-tokens-limit", type=int_at_least("--max-tokens-limit", 1), default=1024, metavar="N")
+    serve.add_argument("--max-pending", type=int_at_least("--max-pending", 1), default=64, metavar="N",
+                       help="requests waiting or running at once; more get a 429 (default 64)")
+    serve.add_argument("--batch-size", type=int_at_least("--batch-size", 1), default=8, metavar="N",
+                       help="requests decoded together at most (default 8)")
+    serve.add_argument("--batch-wait-ms", type=finite_float("--batch-wait-ms", minimum=0.0), default=10.0,
+                       metavar="MS", help="how long a batch waits for more requests (default 10)")
+    serve.add_argument("--model-name", metavar="ID", help="the model id clients see (default: the model's name)")
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from ..serving import ServerSettings, run_server
+    except ImportError as exc:
+        raise CliError(f"selfguard serve needs the serve extra ({exc.name} is missing): "
+                       "pip install 'selfguard-guardrails[serve]'.") from exc
+    modes: dict[str, Any] = {"allowed_modes": tuple(m.strip() for m in args.allow_modes.split(","))} if (
+        args.allow_modes) else {}
+    try:
+        settings = ServerSettings(
+            model_name=args.model_name, api_key=args.api_key or os.environ.get("SELFGUARD_API_KEY") or None,
+            max_tokens_limit=args.max_tokens_limit, default_max_tokens=min(256, args.max_tokens_limit),
+            max_pending=args.max_pending, max_batch_size=args.batch_size, max_wait_ms=args.batch_wait_ms,
+            strength_range=tuple(args.strength_range) if args.strength_range else None,
+            allow_layer_override=args.allow_layer_override,
+            **modes)
+    except ValueError as exc:  # pydantic's ValidationError: the message names the option
+        raise CliError(f"Server options: {exc}") from exc
+    audit = {"audit": args.audit} if args.audit else {}
+    run_server(lambda: load_engine(args, mode=args.mode, **audit), settings, host=args.host, port=args.port,
+               log_level="warning" if args.quiet else "info")
+    return 0
