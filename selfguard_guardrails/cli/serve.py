@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from typing import Any
 
@@ -34,6 +35,15 @@ def add_serve_command(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--batch-wait-ms", type=finite_float("--batch-wait-ms", minimum=0.0), default=10.0,
                        metavar="MS", help="how long a batch waits for more requests (default 10)")
     serve.add_argument("--model-name", metavar="ID", help="the model id clients see (default: the model's name)")
+    ray = serve.add_argument_group("Ray Serve (the ray extra)")
+    ray.add_argument("--ray", action="store_true", help="serve on Ray Serve: replicas that each load the model, "
+                                                        "Ray's batching (joins RAY_ADDRESS when set)")
+    ray.add_argument("--replicas", type=int_at_least("--replicas", 1), default=1, metavar="N",
+                     help="replicas to run (with --min/--max-replicas: to start with)")
+    ray.add_argument("--min-replicas", type=int_at_least("--min-replicas", 0), metavar="N",
+                     help="autoscale: the fewest replicas")
+    ray.add_argument("--max-replicas", type=int_at_least("--max-replicas", 1), metavar="N",
+                     help="autoscale: the most replicas")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -56,6 +66,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # pydantic's ValidationError: the message names the option
         raise CliError(f"Server options: {exc}") from exc
     audit = {"audit": args.audit} if args.audit else {}
-    run_server(lambda: load_engine(args, mode=args.mode, **audit), settings, host=args.host, port=args.port,
-               log_level="warning" if args.quiet else "info")
+    load = functools.partial(load_engine, args, mode=args.mode, **audit)  # picklable: Ray ships it to replicas
+    if args.ray:
+        try:
+            from ..serving.ray_serve import run_on_ray
+        except ImportError as exc:
+            raise CliError(f"selfguard serve --ray needs the ray extra ({exc.name} is missing): "
+                           "pip install 'selfguard-guardrails[ray]'.") from exc
+        run_on_ray(load, settings, host=args.host, port=args.port, replicas=args.replicas,
+                   min_replicas=args.min_replicas, max_replicas=args.max_replicas)
+        return 0
+    if args.min_replicas is not None or args.max_replicas is not None or args.replicas != 1:
+        raise CliError("--replicas, --min-replicas and --max-replicas apply to --ray only: add --ray.")
+    run_server(load, settings, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0

@@ -11,6 +11,8 @@ import asyncio
 import hmac
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -59,8 +61,9 @@ class RequestTooLargeError(RequestError):
 class ServerState:
     """The engine (once loaded), its scheduler and the metrics of one app."""
 
-    def __init__(self, settings: ServerSettings) -> None:
-        self.settings = settings
+    def __init__(self, settings: ServerSettings, scheduler_type: type[EngineScheduler] = EngineScheduler) -> None:
+        self.settings, self.scheduler_type = settings, scheduler_type
+        self.instance = ""  # host:pid of the process serving (a Ray replica's own), set when the engine is in
         self.metrics = ServerMetrics()
         self.engine: SelfGuard | None = None
         self.scheduler: EngineScheduler | None = None
@@ -72,11 +75,12 @@ class ServerState:
             raise SelfGuardError(f"The engine's default mode {engine.default_mode.value!r} is not among the modes "
                                  f"requests may use ({', '.join(self.settings.allowed_modes)}): allow it, or "
                                  "start the engine in one of those.")
-        self.scheduler = EngineScheduler(engine, max_batch_size=self.settings.max_batch_size,
+        self.scheduler = self.scheduler_type(engine, max_batch_size=self.settings.max_batch_size,
                                          max_wait_s=self.settings.max_wait_ms / 1000,
                                          max_pending=self.settings.max_pending,
                                          on_batch=self.metrics.batch_size.observe)
         self.scheduler.start()
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.engine = engine
 
     @property
@@ -96,10 +100,13 @@ def check_leak_policy(engine: SelfGuard) -> None:
                              "with a refusal: build the engine with leak_policy={..., 'block_with': 'refusal'}.")
 
 
-def create_app(engine: SelfGuard | Callable[[], SelfGuard], settings: ServerSettings | None = None) -> FastAPI:
+def create_app(engine: SelfGuard | Callable[[], SelfGuard], settings: ServerSettings | None = None, *,
+               scheduler_type: type[EngineScheduler] = EngineScheduler) -> FastAPI:
     """The API over `engine`, or over the engine a zero-argument function loads: then the server
-    answers at once, /health says 503 "loading" until the model is in, and requests wait for it."""
-    state = ServerState(settings or ServerSettings())
+    answers at once, /health says 503 "loading" until the model is in, and requests wait for it.
+    `scheduler_type` decides how concurrent requests share the engine (Ray Serve's replicas
+    batch with Ray's own batching)."""
+    state = ServerState(settings or ServerSettings(), scheduler_type)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -211,6 +218,7 @@ def _job_for(body: ChatCompletionRequest, state: ServerState, request: Request) 
         "mode": mode.value, "max_new_tokens": max_tokens, "temperature": body.temperature or 0.0,
         "top_p": 1.0 if body.top_p is None else body.top_p, "stop": body.stops, "seed": body.seed,
         "audit_fields": {"request_id": request.headers.get("x-request-id") or uuid.uuid4().hex,
+                         "server": state.instance,
                          **({"user": body.user} if body.user else {})},
     }
     choice = tool_choice_value(body)

@@ -150,7 +150,7 @@ class EngineScheduler:
                 await loop.run_in_executor(self._worker, first.run, self.engine)
                 continue
             if first.runs_alone:
-                await self._run(loop, [first], self._run_tool_turn)
+                _settle(first, (await self.run_together([first]))[0])
                 continue
             jobs = [first]
             deadline = loop.time() + self.max_wait_s
@@ -163,26 +163,32 @@ class EngineScheduler:
                     self._queue.put_nowait(nxt)  # its turn comes after this batch
                     break
                 jobs.append(nxt)
-            groups: dict[tuple[Any, ...], list[Job]] = {}
-            for job in jobs:
-                groups.setdefault(job.batch_key, []).append(job)
-            for group in groups.values():
-                await self._run(loop, group, self._run_batch)
+            for job, outcome in zip(jobs, await self.run_together(jobs), strict=True):
+                _settle(job, outcome)
+
+    async def run_together(self, jobs: list[Job]) -> list[GenerationResult | BaseException]:
+        """Each job's result or error, the jobs run in as few engine batches as their keys allow
+        (Ray Serve's batch handler calls this with the requests it gathered)."""
+        loop = asyncio.get_running_loop()
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, job in enumerate(jobs):
+            key = ("alone", index) if job.runs_alone else job.batch_key
+            groups.setdefault(key, []).append(index)
+        outcomes: dict[int, GenerationResult | BaseException] = {}
+        for rows in groups.values():
+            group = [jobs[i] for i in rows]
+            work = self._run_tool_turn if group[0].runs_alone else self._run_batch
+            outcomes.update(zip(rows, await self._run(loop, group, work), strict=True))
+        return [outcomes[index] for index in range(len(jobs))]
 
     async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[Job],
-                   work: Callable[[list[Job]], list[GenerationResult]]) -> None:
+                   work: Callable[[list[Job]], list[GenerationResult]]) -> list[GenerationResult | BaseException]:
         try:
-            results = await loop.run_in_executor(self._worker, work, jobs)
+            return list(await loop.run_in_executor(self._worker, work, jobs))
         except Exception as exc:  # handed to the waiting requests, not swallowed
-            if len(jobs) > 1 and isinstance(exc, SelfGuardError):
-                for job in jobs:  # one request's bad input: answer the others
-                    await self._run(loop, [job], work)
-                return
-            for job in jobs:
-                _settle(job, exception=exc)
-            return
-        for job, result in zip(jobs, results, strict=True):
-            _settle(job, result=result)
+            if len(jobs) > 1 and isinstance(exc, SelfGuardError):  # one request's bad input: answer the others
+                return [(await self._run(loop, [job], work))[0] for job in jobs]
+            return [exc] * len(jobs)
 
     # -- in the worker thread -------------------------------------------------------------------
     def _run_batch(self, jobs: list[Job]) -> list[GenerationResult]:
@@ -200,13 +206,13 @@ class EngineScheduler:
             return [self._tool_turn.run(job.conversation, job.options)]
 
 
-def _settle(job: Job, *, result: GenerationResult | None = None, exception: BaseException | None = None) -> None:
+def _settle(job: Job, outcome: GenerationResult | BaseException) -> None:
     if job.future is None or job.future.done():
         return  # the client went away
-    if exception is not None:
-        job.future.set_exception(exception)
+    if isinstance(outcome, BaseException):
+        job.future.set_exception(outcome)
     else:
-        job.future.set_result(result)  # type: ignore[arg-type]
+        job.future.set_result(outcome)
 
 
 @contextlib.contextmanager
