@@ -38,7 +38,8 @@ FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,})\s*(?P<lang>[\w+-]*)[^`]*$")
 SKIP = re.compile(r"^<!--\s*not run in tests:\s*(?P<reason>.+?)\s*-->$")
 RUN_LANGS = ("python", "bash")
 # pages whose snippets need an optional extra that the dev install leaves out: module, how to install
-OPTIONAL_EXTRAS = {"runtimes.md": ("llama_cpp", 'pip install -e ".[llamacpp]" with the flags in docs/runtimes.md')}
+OPTIONAL_EXTRAS = {"runtimes.md": ("llama_cpp", 'pip install -e ".[llamacpp]" with the flags in docs/runtimes.md'),
+                   "serving.md": ("fastapi", 'pip install -e ".[serve]"')}
 
 
 @dataclass(frozen=True)

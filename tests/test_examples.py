@@ -57,6 +57,12 @@ EXPECTED = {
                                    "audit record: model hosted-reasoner-1, mode external, action redact, findings "
                                    "['secret/github_token in reasoning'], tokens 24+31", "action block",
                                    "raw token in the log: False"],
+    "serve_openai_api.py": ["-> \"I'm sorry, but I can't help with that.\"", "gate fired True, steering 0.9",
+                           "-> 'The capital of France is Paris.'", "gate fired False, steering None, refusal None",
+                           "stream: ", "langchain tool calls: [('get_weather', {'city': 'Paris'})]",
+                           "llamaindex: 'The capital of France is Paris", "wrong key: 401 authentication_error",
+                           "selfguard_gate_fired_total 1.0", "audit records: 5 (one per request), gate fired in 1, "
+                           "key in the log: False"],
     "leak_audit.py": ["[plain] policy action:", "[guarded] policy action:", "found private_context/",
                       "[stream] text shown:", "audit.jsonl: 3 records", "audit.db: 3 records",
                       "raw values in the audit logs: none"],

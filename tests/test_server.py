@@ -23,8 +23,7 @@ import openai
 
 from selfguard_guardrails import SelfGuard
 from selfguard_guardrails.audit import read_audit_log
-from selfguard_guardrails.serving import ServerSettings
-from tests.server_harness import running_server
+from selfguard_guardrails.serving import BackgroundServer, ServerSettings
 from tests.tiny_engines import make_engine
 
 KEY = "test-key-5f3a9c"
@@ -43,8 +42,8 @@ def server(audit_path):
     engine = SelfGuard.from_pretrained(progress=False, threads=1, audit=str(audit_path))
     settings = ServerSettings(api_key=KEY, allowed_modes=ALL_MODES, strength_range=(0.0, 2.0), max_messages=8,
                               max_tokens_limit=512, max_request_bytes=200_000, max_batch_size=8, max_wait_ms=50)
-    with running_server(engine, settings) as (base, app):
-        yield base, app
+    with BackgroundServer(engine, settings) as running:
+        yield running.url, running.app
 
 
 @pytest.fixture
@@ -202,7 +201,8 @@ def test_the_reasoning_arrives_where_each_client_reads_it(think_tokenizer):
     engine = make_engine(tokenizer, tiny_qwen3, context_window=2048, mode="self-guard")
     expected = engine.generate(BENIGN, max_new_tokens=12)
     assert expected.reasoning  # the tiny model never closes the block: all it writes is reasoning
-    with running_server(engine) as (base, _):
+    with BackgroundServer(engine) as running:
+        base = running.url
         raw = _post(base, {"messages": [{"role": "user", "content": BENIGN}], "max_tokens": 12}, key=None).json()
         message = raw["choices"][0]["message"]
         assert message["reasoning_content"] == expected.reasoning and message["content"] == expected.answer
@@ -286,7 +286,8 @@ def test_health_is_503_until_the_model_has_loaded(smollm_tokenizer):
         released.wait(30)
         return make_engine(smollm_tokenizer, context_window=2048, mode="self-guard")
 
-    with running_server(slow_load) as (base, _):
+    with BackgroundServer(slow_load) as running:
+        base = running.url
         assert httpx.get(base + "/health").status_code == 503
         released.set()
         deadline = time.monotonic() + 30
