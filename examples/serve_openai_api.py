@@ -56,7 +56,7 @@ def main() -> None:
                       f"refusal {reply.choices[0].message.refusal!r}")
         stream = client.chat.completions.create(model="selfguard", max_tokens=16, stream=True,
                                                 messages=[{"role": "user", "content": "Name three colours."}])
-        pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+        pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
         print(f"stream: {len(pieces)} pieces: {''.join(pieces)!r}")
 
         chat = ChatOpenAI(base_url=server.url + "/v1", api_key=KEY, model="selfguard", max_tokens=32)
