@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, computed_field
 from .leakage.report import LeakageReport
 from .runtime.reasoning import Channel
 
-FinishReason = Literal["eos", "length", "stop"]
+# "abandoned": the caller stopped reading a stream before its end (what was generated until then)
+FinishReason = Literal["eos", "length", "stop", "abandoned"]
 
 
 class Usage(BaseModel):

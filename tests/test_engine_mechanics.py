@@ -86,6 +86,22 @@ def test_abandoned_stream_releases_the_engine(engine):
     assert done, "the engine stayed locked after the stream was abandoned"
 
 
+def test_an_abandoned_stream_is_audited_with_what_was_generated(smollm_tokenizer):
+    from tests.broken_sink import ListSink
+
+    engine = make_engine(smollm_tokenizer, leak_policy="log")  # no hold-back: pieces come token by token
+    sink = ListSink()
+    stream = engine.stream(PROMPTS[0], max_new_tokens=100, min_new_tokens=100, audit_sinks=[sink])
+    shown = [next(stream) for _ in range(3)]
+    stream.close()
+    (record,) = sink.records
+    assert record.finish_reason == "abandoned" and 0 < record.output_tokens < 100
+    assert all(isinstance(piece, StreamPiece) for piece in shown)
+    finished = ListSink()
+    engine.generate(PROMPTS[1], max_new_tokens=2, audit_sinks=[finished])
+    assert finished.records[0].finish_reason in ("eos", "length")
+
+
 def test_concurrent_calls_are_serialised_and_correct(engine):
     expected = {p: engine.generate(p, max_new_tokens=8).answer for p in PROMPTS}
     results: dict[str, str] = {}

@@ -297,13 +297,13 @@ def test_health_is_503_until_the_model_has_loaded(smollm_tokenizer):
         assert _post(base, GOOD, key=None).status_code == 200
 
 
-def test_a_client_that_leaves_mid_stream_frees_the_engine(server):
+def test_a_client_that_leaves_mid_stream_frees_the_engine_and_is_audited(server, audit_path):
     base, app = server
     scheduler = app.state.selfguard.scheduler
     body = {"messages": [{"role": "user", "content": "Write a very long story about the sea."}], "max_tokens": 512,
             "stream": True, "selfguard": {"mode": "plain"}}
-    with httpx.stream("POST", base + "/v1/chat/completions", json=body,
-                      headers={"authorization": f"Bearer {KEY}"}, timeout=120) as response:
+    headers = {"authorization": f"Bearer {KEY}", "x-request-id": "left-mid-stream"}
+    with httpx.stream("POST", base + "/v1/chat/completions", json=body, headers=headers, timeout=120) as response:
         lines = response.iter_lines()
         assert next(line for line in lines if '"content"' in line and '""' not in line)
     # 512 tokens take about 30 s here; a freed engine is idle well before
@@ -312,6 +312,8 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(server):
         assert time.monotonic() < deadline, "the engine kept decoding for a client that left"
         time.sleep(0.05)
     assert _post(base, GOOD).status_code == 200
+    (record,) = [r for r in read_audit_log(audit_path) if r.context.get("request_id") == "left-mid-stream"]
+    assert record.finish_reason == "abandoned" and 0 < record.output_tokens < 512
 
 
 def test_a_leak_policy_that_raises_is_refused_at_start(smollm_tokenizer):

@@ -36,6 +36,8 @@ class AuditRecord(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    finish_reason: str | None = Field(default=None, description="how the generation ended: eos, length, stop, or "
+                                                                "abandoned (a stream its reader left)")
     findings: list[Finding] = Field(default_factory=list)
     action: ReportAction = "none"
     attempts: list[AuditAttempt] = Field(default_factory=list)
@@ -62,6 +64,7 @@ def record_for(result: Any, messages: Any, *, latency_seconds: float, model_fing
         awareness=awareness, gate_fired=result.gate_fired,
         prompt_hash=prompt_hash(messages), input_tokens=result.usage.input_tokens,
         output_tokens=result.usage.output_tokens, reasoning_tokens=result.usage.reasoning_tokens,
+        finish_reason=result.finish_reason,
         findings=[] if report is None else list(report.findings), action="none" if report is None else report.action,
         attempts=[] if report is None else list(report.attempts), latency_seconds=round(latency_seconds, 6),
         context={**current_audit_context(), **(fields or {})})

@@ -11,7 +11,7 @@ leak guard. Both turn token ids into a `GenerationResult` the same way.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import cast
@@ -169,10 +169,13 @@ class TokenLoops:
 
     def run_stream(self, prepared: Prepared, mode: Mode, options: DecodeOptions, prefix: str,
                    steering: Steering | None, applied: SteeringApplied | None, guard: StreamGuard | None,
-                   stop_after_refusal: bool = False) -> Generator[StreamPiece, None, GenerationResult]:
+                   stop_after_refusal: bool = False,
+                   on_abandon: Callable[[GenerationResult], None] | None = None,
+                   ) -> Generator[StreamPiece, None, GenerationResult]:
         """Decode one prompt, yielding its pieces (through the leak guard, if any); returns the result.
         The last characters are held back while they could still begin a stop string; a refusal
-        ends the row on the step its sentence does, so nothing after it has been shown."""
+        ends the row on the step its sentence does, so nothing after it has been shown. A stream
+        closed before its end hands what was generated to `on_abandon` (finish "abandoned")."""
         holdback = max((len(s) for s in options.stop), default=1) - 1
         splitter = ReasoningSplitter(self.tokenizer, prompt_opens_think=prepared.opens_think[0]).stream()
         clock = DecodeClock()
@@ -184,21 +187,28 @@ class TokenLoops:
             return [out for channel, piece in parts for out in guard.feed(channel, piece)]
 
         rows = Rows.start(1, stop_after_refusal and not prefix)
-        with closing(self.token_steps(prepared, options, steering, clock, rows)) as steps:
-            for _ in steps:
-                if rows.finish[0] == "eos":
-                    break
-                text = self.streamed_text(rows.ids[0], prepared.opens_think[0], options.stop, rows.answer_end[0])
-                if rows.finish[0] == "stop":
-                    break
-                safe_end = len(text) - holdback
-                while safe_end > emitted and text[safe_end - 1] == "\ufffd":  # incomplete UTF-8 sequence
-                    safe_end -= 1
-                if safe_end > emitted:
-                    yield from pieces_of(release(splitter.feed(text[emitted:safe_end])))
-                    emitted = safe_end
-                if guard is not None and guard.blocked:
-                    break  # a blocked leak: nothing more will be shown, so stop generating
-        rest = release(splitter.feed(text[emitted:]) + splitter.finish())
-        yield from pieces_of(rest + (guard.finish() if guard is not None else []))
+        try:
+            with closing(self.token_steps(prepared, options, steering, clock, rows)) as steps:
+                for _ in steps:
+                    if rows.finish[0] == "eos":
+                        break
+                    text = self.streamed_text(rows.ids[0], prepared.opens_think[0], options.stop,
+                                              rows.answer_end[0])
+                    if rows.finish[0] == "stop":
+                        break
+                    safe_end = len(text) - holdback
+                    while safe_end > emitted and text[safe_end - 1] == "\ufffd":  # incomplete UTF-8 sequence
+                        safe_end -= 1
+                    if safe_end > emitted:
+                        yield from pieces_of(release(splitter.feed(text[emitted:safe_end])))
+                        emitted = safe_end
+                    if guard is not None and guard.blocked:
+                        break  # a blocked leak: nothing more will be shown, so stop generating
+            rest = release(splitter.feed(text[emitted:]) + splitter.finish())
+            yield from pieces_of(rest + (guard.finish() if guard is not None else []))
+        except GeneratorExit:
+            if on_abandon is not None:
+                rows.finish[0] = "abandoned"
+                on_abandon(self.result(rows, 0, mode, prepared, options, prefix, applied, clock))
+            raise
         return self.result(rows, 0, mode, prepared, options, prefix, applied, clock)

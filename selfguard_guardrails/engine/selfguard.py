@@ -602,9 +602,19 @@ class SelfGuard:
             options = self._options_for(mode, call.options)
             setting, strengths = self._group_steering([route])
             steering, applied = self._steering(mode, 1, options, setting, strengths)
+            abandoned: list[GenerationResult] = []
             pieces = self._loops.run_stream(prepared, mode, options, call.prefix, steering, applied[0], guard,
-                                            self._stops_after_refusal(steering, setting))
-            result = _drain(pieces) if hold_all else (yield from pieces)
+                                            self._stops_after_refusal(steering, setting), abandoned.append)
+            try:
+                result = _drain(pieces) if hold_all else (yield from pieces)
+            except GeneratorExit:  # the caller stopped reading: what was generated is still recorded
+                for partial in abandoned:
+                    partial = partial.model_copy(update={"mode": requested.value,
+                                                         "awareness": None if scores is None else scores[0]})
+                    if self.leaks is not None:
+                        partial = self.leaks.check(partial, context)  # type: ignore[arg-type]
+                    self._audit.write([messages], [partial], started, [audit_sinks], [audit_fields or {}])
+                raise
             result = result.model_copy(update={"mode": requested.value,
                                                "awareness": None if scores is None else scores[0]})
             if self.leaks is not None:
