@@ -65,6 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             **modes)
     except ValueError as exc:  # pydantic's ValidationError: the message names the option
         raise CliError(f"Server options: {exc}") from exc
+    if args.mode is not None and args.mode not in settings.allowed_modes:
+        raise CliError(f"--mode {args.mode} is not among the modes requests may use "
+                       f"({', '.join(settings.allowed_modes)}): add it to --allow-modes.")
     audit = {"audit": args.audit} if args.audit else {}
     load = functools.partial(load_engine, args, mode=args.mode, **audit)  # picklable: Ray ships it to replicas
     if args.ray:
