@@ -316,6 +316,18 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine_and_is_audited(server,
     assert record.finish_reason == "abandoned" and 0 < record.output_tokens < 512
 
 
+def test_more_requests_than_the_server_allows_at_once_get_a_429(smollm_tokenizer):
+    engine = make_engine(smollm_tokenizer, context_window=2048, mode="self-guard")  # random tokens: no early end
+    settings = ServerSettings(max_pending=1)
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 200}
+    with BackgroundServer(engine, settings) as running, ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: _post(running.url, body, key=None), range(4)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses[0] == 200 and statuses[-1] == 429
+    busy = next(r for r in responses if r.status_code == 429).json()["error"]
+    assert busy["type"] == "rate_limit_error" and "limit is 1" in busy["message"]
+
+
 def test_a_leak_policy_that_raises_is_refused_at_start(smollm_tokenizer):
     from selfguard_guardrails.errors import SelfGuardError
     from selfguard_guardrails.serving.app import ServerState

@@ -94,3 +94,11 @@ def test_bad_input_is_a_4xx_through_ray(client):
     with pytest.raises(openai.BadRequestError, match="not allowed on this server"):
         client.chat.completions.create(model="any", messages=[{"role": "user", "content": "Hi"}],
                                        extra_body={"selfguard": {"mode": "plain"}})
+
+
+def test_replica_bounds_that_cannot_hold_are_refused():
+    load = functools.partial(SelfGuard.from_pretrained, progress=False)
+    with pytest.raises(ValueError, match="0 <= min <= max"):
+        selfguard_application(load, min_replicas=3, max_replicas=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        selfguard_application(load, replicas=0)
