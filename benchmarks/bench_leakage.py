@@ -1,7 +1,8 @@
 """Leakage checks: precision and recall per kind and subtype, and latency per 1,000 tokens.
 
-Corpora: the labelled test corpus (tests/data/leakage/corpus.jsonl) and, when present, the
-held-out one (benchmarks/data/leakage_heldout.jsonl), written by a helper that saw neither the
+Corpora: the labelled test corpus (tests/data/leakage/corpus.jsonl), the provider-format and
+PII development set (tests/data/leakage/formats/formats.jsonl) and, when present, the held-out
+one (benchmarks/data/leakage_heldout.jsonl), written by a helper that saw neither the
 detectors nor the test corpus. Tokens are counted with the embedded model's tokenizer.
 
 Latency is measured three ways, best of --repeats runs, as ms per 1,000 tokens:
@@ -31,6 +32,7 @@ from selfguard_guardrails.leakage.evaluate import context_of, read_corpus, score
 from selfguard_guardrails.leakage.scanner import LeakContext, LeakScanner  # noqa: E402
 
 CORPORA = {"test corpus": ROOT / "tests" / "data" / "leakage" / "corpus.jsonl",
+           "formats set": ROOT / "tests" / "data" / "leakage" / "formats" / "formats.jsonl",
            "held-out corpus": ROOT / "benchmarks" / "data" / "leakage_heldout.jsonl"}
 FILLER = ("The user asked how to configure the service, so I will walk through the settings one by one and "
           "explain what each of them changes, then suggest a safe default for a small deployment. ")

@@ -1,4 +1,5 @@
-"""Personal data: e-mail addresses, phone numbers, payment cards, IBANs, national ID numbers.
+"""Personal data: e-mail addresses, phone numbers, payment cards, IBANs, national ID numbers,
+bank account numbers (`pii_accounts.py`), IP and MAC addresses (`pii_network.py`).
 
 Candidates are found with patterns; what has a checksum is then checked by `python-stdnum`
 (Luhn, ISO 13616 mod 97, national ID rules) and phone numbers by `phonenumbers` (Google's
@@ -21,6 +22,8 @@ from stdnum.nl import bsn
 from stdnum.us import ssn
 
 from .matches import Match
+from .pii_accounts import find_bank_accounts
+from .pii_network import find_network_addresses
 
 # Test card numbers published by payment processors, and documentation IBANs.
 TEST_CARDS = frozenset({
@@ -39,7 +42,8 @@ _EMAIL = re.compile(r"(?<![\w.%+\-/])[A-Za-z0-9][A-Za-z0-9._%+\-]*@(?P<domain>[A
                     r"[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24})(?![\w@\-])")
 _CARD = re.compile(r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d\-])")
 _IBAN = re.compile(r"(?<![A-Z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Z0-9])")
-_PHONE = re.compile(r"(?<![\w+.\-/:])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{1,8}(?:[ .\-]\d{1,8}){1,5}"
+_PHONE = re.compile(r"(?:(?<=:)(?=\+)|(?<![\w+.\-/:]))"  # after a colon only with a country code (vCard TEL:+1...)
+                    r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{1,8}(?:[ .\-]\d{1,8}){1,5}"
                     r"(?![\w\-/:]|[.,]\d)|(?<![\w+])\+\d{7,15}(?!\w)")
 _TRUNK_REGIONS = ("GB", "DE", "FR", "NL", "IT", "IN", "AU", "JP", "BR", "IE", "SE", "CH", "AT", "BE", "ZA", "NZ",
                   "TR", "KR", "CN", "AR", "IL", "FI")
@@ -58,6 +62,7 @@ _AADHAAR = re.compile(r"(?<![\d\-])(?<!\d )[2-9]\d{3} ?\d{4} ?\d{4}(?! ?\d)")
 _NIR = re.compile(r"(?<!\d)[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}(?!\d)")
 _TWO_DIGITS = re.compile(r"\d\d")
 _DIGITISH = re.compile(r"\d(?:[ .\-()/]?\d){6}")  # 7 digits, at most one separator between two
+_SIX_DIGITS = re.compile(r"\d(?:[ \-]?\d){5,}")  # where a bank account number can be
 _ID_WORDS = {
     "ssn": re.compile(r"(?i)\b(?:ssn|social security)\b"),
     "bsn": re.compile(r"(?i)\b(?:bsn|burgerservicenummer|citizen service number)\b"),
@@ -142,6 +147,8 @@ def _phones(text: str, windows: list[tuple[int, int]], taken: list[tuple[int, in
         if not separated and not _PHONE_WORDS.search(_context(text, found.start(), 40)):
             continue
         number = _phone_number(value)
+        if number is None and _PHONE_WORDS.search(_context(text, found.start(), 40)):
+            number = _written_like_a_phone(value)  # labelled: a made-up or unallocated number still is one
         if number is None or _fictional(number):
             continue
         key = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -168,6 +175,22 @@ def _phone_number(value: str) -> phonenumbers.PhoneNumber | None:
         if phonenumbers.is_valid_number(number):
             return number
     return None
+
+
+def _written_like_a_phone(value: str) -> phonenumbers.PhoneNumber | None:
+    """A number written the way phone numbers are (North American 3-3-4 with separators, or with a
+    country code) that libphonenumber calls possible but not allocated."""
+    if value.startswith("+"):
+        region = None
+    elif _NANP.fullmatch(value) and re.search(r"\d[ .\-)]", value):
+        region = "US"
+    else:
+        return None
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_possible_number(number) else None
 
 
 def _fictional(number: phonenumbers.PhoneNumber) -> bool:
@@ -219,10 +242,13 @@ def find_pii(text: str) -> Iterator[Match]:
     shaped string whose checksum failed."""
     windows = _digit_windows(text)
     near_digits = _digit_windows(text, 34, _TWO_DIGITS)  # an IBAN, a NINO, a codice fiscale hold two digits
-    checked = [*_cards(text, windows), *_ibans(text, near_digits), *_national_ids(text, windows, near_digits)]
+    checked = [*_cards(text, windows), *_ibans(text, near_digits), *_national_ids(text, windows, near_digits),
+               *find_bank_accounts(text, _digit_windows(text, 0, _SIX_DIGITS) if near_digits else [])]
     taken = [(m.start, m.end) for m in checked] + [found.span() for found in _search(_IBAN, text, near_digits)]
     found = [*(_emails(text) if "@" in text else ()), *checked]
     found += [m for m in _phones(text, windows, taken)
+              if not _overlaps((m.start, m.end), [(e.start, e.end) for e in found])]
+    found += [m for m in find_network_addresses(text)
               if not _overlaps((m.start, m.end), [(e.start, e.end) for e in found])]
     return iter(sorted(_unique(found), key=lambda m: m.start))
 
