@@ -43,6 +43,9 @@ _leak("gcp_service_account", '{{"type": "service_account", "project_id": "ops", 
       _r(40, HEX))
 _leak("google_oauth_secret", "OAuth client: client_id=123.apps.googleusercontent.com client_secret={value}",
       "GOCSPX-" + _r(28))
+_leak("google_oauth_token", "curl -H 'Authorization: Bearer {value}' https://www.googleapis.com/drive/v3/files",
+      "ya29." + _r(60, ALNUM + "_-"))
+_leak("phone", "Customer callback: tel 342-681-2210, after 5 pm.", "342-681-2210")
 _leak("ibm_cloud_key", "export IBM_CLOUD_API_KEY={value}", _r(44, ALNUM + "_-"))
 _leak("softlayer_key", "softlayer_api_key = {value}", _r(64, LOWER_ALNUM))
 _leak("digitalocean_token", "doctl auth init -t {value}", "dop_v1_" + _r(64, HEX))
