@@ -29,12 +29,12 @@ def _r(count: int, alphabet: str = ALNUM) -> str:
     return "".join(_RANDOM.choice(alphabet) for _ in range(count))
 
 
-# subtype -> (a sentence that leaks the value, the value)
+# "subtype" or "subtype:variant" -> (a sentence that leaks the value, the value)
 LEAKS: dict[str, tuple[str, str]] = {}
 
 
-def _leak(subtype: str, template: str, value: str) -> None:
-    LEAKS[subtype] = (template.format(value=value), value)
+def _leak(name: str, template: str, value: str) -> None:
+    LEAKS[name] = (template.format(value=value), value)
 
 
 _leak("azure_client_secret", "The app registration's secret is {value}; it expires in June.",
@@ -53,6 +53,7 @@ _leak("heroku_key", "HEROKU_API_KEY={value}", "HRKU-AA" + _r(58, ALNUM + "_-"))
 _leak("gitlab_token", "export GITLAB_TOKEN={value} before running the release job.", "glpat-" + _r(20, ALNUM + "_-"))
 _leak("pypi_token", "[pypi]\nusername = __token__\npassword = {value}", "pypi-AgEIcHlwaS5vcmc" + _r(70, ALNUM + "_-"))
 _leak("artifactory_key", "curl -H 'X-JFrog-Art-Api: {value}' https://acme.jfrog.io/api", "AKCp" + _r(69))
+_leak("artifactory_key:reference", "ARTIFACTORY_API_KEY={value}", "AP" + _r(1, "0123456789ABCDEF") + _r(40))
 _leak("docker_hub_token", "docker login -u acme -p {value}", "dckr_pat_" + _r(27, ALNUM + "_-"))
 _leak("discord_token", "The bot logs in with {value} from config.json.",
       "M" + _r(25) + "." + _r(6, ALNUM + "_-") + "." + _r(38, ALNUM + "_-"))
@@ -90,9 +91,10 @@ def _result(answer: str) -> GenerationResult:
                             model="tiny")
 
 
-@pytest.mark.parametrize("subtype", sorted(LEAKS))
-def test_each_new_subtype_is_found_and_its_value_goes_nowhere(subtype):
-    text, value = LEAKS[subtype]
+@pytest.mark.parametrize("name", sorted(LEAKS))
+def test_each_new_subtype_is_found_and_its_value_goes_nowhere(name):
+    text, value = LEAKS[name]
+    subtype = name.split(":")[0]
     findings = SCANNER.scan("", text, LeakContext())
     assert [f.subtype for f in findings] == [subtype], findings
     assert all(value not in f.excerpt for f in findings)

@@ -264,6 +264,7 @@ def test_the_api_key_is_required_and_never_logged(server, audit_path, caplog):
     base = server[0]
     assert _post(base, GOOD, key=None).status_code == 401
     assert _post(base, GOOD, key="wrong").status_code == 401
+    assert _post(base, None, key=None, raw=b"{not json").status_code == 401  # the key first: nothing else is read
     assert httpx.get(base + "/v1/models").status_code == 401
     assert httpx.get(base + "/health").status_code == 200  # a probe needs no key
     with pytest.raises(openai.AuthenticationError):

@@ -67,6 +67,9 @@ PROVIDER_RULES: tuple[SecretRule, ...] = (
     _rule("pypi_token", r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}", prefix=5),
     _rule("artifactory_key", r"(?:AKCp[A-Za-z0-9]{69}|cmVmdGtu[A-Za-z0-9]{56})", prefix=4,
           anchors=("akcp", "cmvmdgtu")),
+    SecretRule("artifactory_key", re.compile(  # a reference token, AP + a hex digit: too short a prefix alone
+        r"(?:artifactory|jfrog|x-jfrog-art-api)" + _ASSIGN + r"(ap[\da-f][a-z0-9]{8,})" + KEY_END), "high", 0,
+        check=lambda v: v.startswith("AP") and keyish(v), group=1, anchors=("artifactory", "jfrog"), lowered=True),
     _rule("docker_hub_token", r"dckr_(?:pat|oat)_[A-Za-z0-9_\-]{27,32}", prefix=9),
     # chat and mail
     SecretRule("slack_webhook", re.compile(

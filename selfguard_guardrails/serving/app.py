@@ -129,6 +129,8 @@ def create_app(engine: SelfGuard | Callable[[], SelfGuard], settings: ServerSett
     app.state.selfguard = state
     _install_error_handlers(app, state)
     app.add_middleware(BodyLimit, limit=state.settings.max_request_bytes)
+    if state.settings.api_key is not None:  # added last, so it runs first: nothing is read before the key
+        app.add_middleware(ApiKeyGate, key=state.settings.api_key, metrics=state.metrics)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -138,19 +140,16 @@ def create_app(engine: SelfGuard | Callable[[], SelfGuard], settings: ServerSett
         return JSONResponse({"status": status, "error": state.load_error}, status_code=503)
 
     @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        _authorize(request, state.settings)
+    async def metrics() -> Response:
         return Response(state.metrics.text(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models")
-    async def models(request: Request) -> JSONResponse:
-        _authorize(request, state.settings)
+    async def models() -> JSONResponse:
         return JSONResponse({"object": "list", "data": [
             {"id": state.model_name, "object": "model", "created": 0, "owned_by": "selfguard"}]})
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
-        _authorize(request, state.settings)
         scheduler = await _ready(state)
         job = _job_for(body, state, request)
         await asyncio.to_thread(_check_fits, scheduler.engine, job)
@@ -185,16 +184,6 @@ async def _ready(state: ServerState) -> EngineScheduler:
             raise RequestError(503, f"The model failed to load: {state.load_error}", kind="server_error")
         await asyncio.sleep(0.1)
     return state.scheduler
-
-
-def _authorize(request: Request, settings: ServerSettings) -> None:
-    if settings.api_key is None:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
-        raise RequestError(401, "Missing or wrong API key: send 'Authorization: Bearer <key>' with the server's key.",
-                           code="invalid_api_key", kind="authentication_error")
 
 
 def _job_for(body: ChatCompletionRequest, state: ServerState, request: Request) -> Job:
@@ -363,6 +352,27 @@ def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
                             status_code=500)
 
     app.add_exception_handler(Exception, unexpected)
+
+
+class ApiKeyGate:
+    """Refuse (401) a request to /v1/* or /metrics without `Authorization: Bearer <key>`, before
+    its body is read; the key is compared in constant time and never logged."""
+
+    PROTECTED = ("/v1/", "/metrics")
+
+    def __init__(self, app: Any, key: str, metrics: ServerMetrics) -> None:
+        self.app, self.key, self.metrics = app, key.encode(), metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope["path"]).startswith(self.PROTECTED):
+            scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
+                self.metrics.refused(401)
+                body = responses.error_body("Missing or wrong API key: send 'Authorization: Bearer <key>' with "
+                                            "the server's key.", "authentication_error", code="invalid_api_key")
+                await JSONResponse(body, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
