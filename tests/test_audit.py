@@ -28,8 +28,8 @@ from selfguard_guardrails.audit.jsonl import JsonlAuditSink, read_jsonl_records
 from selfguard_guardrails.audit.sqlite import SCHEMA_VERSION, SqliteAuditSink
 from selfguard_guardrails.errors import AuditLogError, InvalidSettingError
 from selfguard_guardrails.leakage.findings import Finding
+from tests.audit_sinks import BrokenSink
 from tests.audit_writer import record
-from tests.broken_sink import BrokenSink
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -87,7 +87,7 @@ def test_abandoned_stream_releases_the_engine(engine):
 
 
 def test_an_abandoned_stream_is_audited_with_what_was_generated(smollm_tokenizer):
-    from tests.broken_sink import ListSink
+    from tests.audit_sinks import ListSink
 
     engine = make_engine(smollm_tokenizer, leak_policy="log")  # no hold-back: pieces come token by token
     sink = ListSink()

@@ -15,7 +15,7 @@ from selfguard_guardrails.leakage.policy import LeakBlockedError, LeakPolicy
 from selfguard_guardrails.leakage.scanner import LeakContext, LeakScanner
 from selfguard_guardrails.leakage.streaming import StreamGuard
 from selfguard_guardrails.results import GenerationResult, SteeringApplied, Timings, Usage
-from tests.broken_sink import BrokenSink
+from tests.audit_sinks import BrokenSink
 from tests.tiny_engines import make_engine
 
 KEY = "AKIA" + "Q4TZ7MNB2XWE9RLD"

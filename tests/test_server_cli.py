@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,7 @@ import httpx
 import openai
 
 from selfguard_guardrails.audit import read_audit_log
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.ports import free_port
 
 
 def _serve(*options: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +29,7 @@ def _serve(*options: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_selfguard_serve_answers_with_its_key_and_audits(tmp_path):
-    port, audit = _free_port(), tmp_path / "audit.jsonl"
+    port, audit = free_port(), tmp_path / "audit.jsonl"
     server = subprocess.Popen(
         [sys.executable, "-m", "selfguard_guardrails.cli", "serve", "--quiet", "--port", str(port),
          "--api-key", "cli-key-93b1", "--audit", str(audit), "--allow-modes", "guarded,self-guard,plain"],
@@ -73,5 +67,5 @@ def test_options_that_need_ray_are_refused_without_it():
 
 
 def test_a_default_mode_the_server_does_not_allow_is_refused_before_serving():
-    done = _serve("--mode", "plain", "--port", str(_free_port()))
+    done = _serve("--mode", "plain", "--port", str(free_port()))
     assert done.returncode == 2 and "--mode plain is not among the modes" in done.stderr

@@ -17,8 +17,6 @@ from ..method.refusals import guardrail_refusal
 from ..results import GenerationResult
 from ..tooling.parsing import ParsedOutput
 
-FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
-
 
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
@@ -73,7 +71,7 @@ def assistant_message(result: GenerationResult, parsed: ParsedOutput | None) -> 
 def finish_reason(result: GenerationResult, parsed: ParsedOutput | None) -> str:
     if parsed is not None and parsed.calls:
         return "tool_calls"
-    return FINISH_REASONS.get(result.finish_reason, "stop")
+    return "length" if result.finish_reason == "length" else "stop"  # eos and stop strings are both "stop"
 
 
 def completion(result: GenerationResult, parsed: ParsedOutput | None, model: str) -> dict[str, Any]:

@@ -61,8 +61,13 @@ class Job:
     batch_key: tuple[Any, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        batchable = {k: v for k, v in self.options.items() if k not in ("audit_fields", "private_context", "canaries")}
-        self.batch_key = (tuple(sorted((k, _hashable(v)) for k, v in batchable.items())), self.override)
+        self.batch_key = (tuple(sorted((k, _hashable(v)) for k, v in self.shared_options.items())), self.override)
+
+    @property
+    def shared_options(self) -> dict[str, Any]:
+        """The options every row of one engine batch must share: all but the audit fields, which
+        `SelfGuard.batch` takes per row."""
+        return {k: v for k, v in self.options.items() if k != "audit_fields"}
 
     @property
     def runs_alone(self) -> bool:
@@ -193,10 +198,8 @@ class EngineScheduler:
     # -- in the worker thread -------------------------------------------------------------------
     def _run_batch(self, jobs: list[Job]) -> list[GenerationResult]:
         self._on_batch(len(jobs))
-        options = {k: v for k, v in jobs[0].options.items() if k not in ("audit_fields", "private_context",
-                                                                         "canaries")}
         with _steering_override(self.engine, jobs[0].override):
-            return self.engine.batch([job.conversation for job in jobs], **options,
+            return self.engine.batch([job.conversation for job in jobs], **jobs[0].shared_options,
                                      audit_fields=[job.options.get("audit_fields") or {} for job in jobs])
 
     def _run_tool_turn(self, jobs: list[Job]) -> list[GenerationResult]:
